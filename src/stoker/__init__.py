@@ -1,0 +1,1 @@
+"""stoker: PyTorch-style data loading that keeps training jobs fed."""

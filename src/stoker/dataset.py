@@ -1,0 +1,132 @@
+"""Map-style and iterable dataset protocols, and lazy helpers: Subset, ConcatDataset, map, filter."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+import torch.utils.data
+
+__all__ = [
+    "ConcatDataset",
+    "Dataset",
+    "FilteredDataset",
+    "IterableDataset",
+    "MappedDataset",
+    "Subset",
+]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+class Dataset(torch.utils.data.Dataset[T], Generic[T]):
+    """A map-style dataset: ``__getitem__(index)`` and ``__len__``.
+
+    Subclasses may also define ``__getitems__(indices) -> list`` to fetch a whole batch at once;
+    stoker's loader (and torch's, from 2.1) then calls it instead of ``__getitem__`` per sample.
+    Subclassing torch's ``Dataset`` keeps stoker datasets usable with ``torch.utils.data``.
+    """
+
+    def __getitem__(self, index: int) -> T:
+        raise NotImplementedError(f"{type(self).__name__} must implement __getitem__")
+
+    def __len__(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} must implement __len__")
+
+    def map(self, fn: Callable[[T], U]) -> MappedDataset[U]:
+        """A lazy view applying ``fn`` to every sample when it is loaded."""
+        return MappedDataset(self, fn)
+
+    def filter(self, predicate: Callable[[T], bool]) -> FilteredDataset[T]:
+        """A view keeping the samples for which ``predicate`` is true (evaluated once, eagerly)."""
+        return FilteredDataset(self, predicate)
+
+    def __add__(self, other: torch.utils.data.Dataset[T]) -> ConcatDataset[T]:  # type: ignore[override]
+        return ConcatDataset([self, other])
+
+
+class IterableDataset(torch.utils.data.IterableDataset[T], Generic[T]):
+    """A stream of samples; in workers, shard it with ``stoker.get_worker_info()``."""
+
+    def __iter__(self) -> Iterator[T]:
+        raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
+
+
+def _checked_index(index: int, length: int, owner: str) -> int:
+    if not -length <= index < length:
+        raise IndexError(f"index {index} is out of range for {owner} of length {length}")
+    return index + length if index < 0 else index
+
+
+class Subset(Dataset[T]):
+    """The samples of ``dataset`` at ``indices``, in that order."""
+
+    def __init__(self, dataset: Sequence[T] | torch.utils.data.Dataset[T], indices: Sequence[int]):
+        self.dataset = dataset
+        self.indices = list(indices)
+
+    def __getitem__(self, index: int) -> T:
+        i = _checked_index(index, len(self.indices), "Subset")
+        return self.dataset[self.indices[i]]  # type: ignore[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[T]:
+        inner = [self.indices[_checked_index(i, len(self.indices), "Subset")] for i in indices]
+        getitems = getattr(self.dataset, "__getitems__", None)
+        if getitems is not None:
+            return list(getitems(inner))
+        return [self.dataset[i] for i in inner]  # type: ignore[index]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class ConcatDataset(Dataset[T]):
+    """Several map-style datasets one after the other."""
+
+    def __init__(self, datasets: Iterable[torch.utils.data.Dataset[T]]):
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise ValueError("ConcatDataset needs at least one dataset, got none")
+        self.cumulative_sizes: list[int] = []
+        total = 0
+        for position, ds in enumerate(self.datasets):
+            if isinstance(ds, torch.utils.data.IterableDataset):
+                raise TypeError(
+                    f"ConcatDataset takes map-style datasets only; dataset {position} "
+                    f"({type(ds).__name__}) is iterable"
+                )
+            total += len(ds)  # type: ignore[arg-type]
+            self.cumulative_sizes.append(total)
+
+    def __len__(self) -> int:
+        return self.cumulative_sizes[-1]
+
+    def __getitem__(self, index: int) -> T:
+        i = _checked_index(index, len(self), "ConcatDataset")
+        which = bisect.bisect_right(self.cumulative_sizes, i)
+        offset = self.cumulative_sizes[which - 1] if which else 0
+        return self.datasets[which][i - offset]
+
+
+class MappedDataset(Dataset[U]):
+    """``fn(dataset[i])`` for every index, computed when loaded (in the worker)."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset[Any], fn: Callable[[Any], U]):
+        self.dataset = dataset
+        self.fn = fn
+
+    def __getitem__(self, index: int) -> U:
+        return self.fn(self.dataset[index])
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+
+class FilteredDataset(Subset[T]):
+    """The samples of ``dataset`` for which ``predicate(sample)`` is true, indexed densely."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset[T], predicate: Callable[[T], bool]):
+        keep = [i for i in range(len(dataset)) if predicate(dataset[i])]  # type: ignore[arg-type]
+        super().__init__(dataset, keep)

@@ -1,0 +1,176 @@
+"""Per-sample randomness: every random draw is a pure function of (seed, epoch, dataset index).
+
+The loader (in-process or in a worker) opens a :func:`sample_context` around each fetch, naming
+the dataset indices being loaded. Code running inside it — ``__getitem__``, ``__getitems__``,
+transforms, ``batch_transform`` — asks for randomness here instead of a global RNG:
+
+* :func:`sample_rng` gives a ``numpy.random.Generator`` for the one sample being loaded;
+* :func:`current_keys` gives one 64-bit key per sample in the context, and :func:`uniform` /
+  :func:`integers` turn keys into draws, vectorised over samples with no Python loop.
+
+Because a draw depends only on (seed, epoch, index, stream), a sample gets the same augmentation
+whether it is loaded alone or in a batch, by worker 0 or worker 3, first or after a restart.
+
+Outside any context (a transform called by hand) keys come from a process-wide generator, so
+transforms still work, but without that guarantee.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "SampleContext",
+    "current_context",
+    "current_keys",
+    "each_sample",
+    "integers",
+    "sample_context",
+    "sample_key",
+    "sample_rng",
+    "stream_id",
+    "uniform",
+]
+
+_U64 = np.uint64
+_GOLDEN = _U64(0x9E3779B97F4A7C15)
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """splitmix64's finaliser: a bijective, well-avalanched 64-bit hash (wrapping arithmetic)."""
+    x = x ^ (x >> _U64(30))
+    x = x * _U64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> _U64(27))
+    x = x * _U64(0x94D049BB133111EB)
+    return x ^ (x >> _U64(31))
+
+
+def _as_u64(value: int) -> npt.NDArray[np.uint64]:
+    return np.array([int(value) & _MASK64], dtype=np.uint64)
+
+
+def sample_key(seed: int, epoch: int, indices: npt.ArrayLike) -> npt.NDArray[np.uint64]:
+    """One 64-bit key per dataset index, a pure function of ``(seed, epoch, index)``."""
+    idx = np.asarray(indices, dtype=np.int64).astype(np.uint64)
+    base = _mix64(_mix64(_as_u64(seed) + _GOLDEN) ^ _as_u64(epoch))
+    return _mix64((idx + _GOLDEN) ^ base)
+
+
+def stream_id(name: str) -> int:
+    """A stable 64-bit stream number for a named random draw (e.g. ``"RandomCrop.top"``)."""
+    return zlib.crc32(name.encode()) * 0x9E3779B1 & _MASK64
+
+
+def _bits(keys: npt.NDArray[np.uint64], stream: int) -> npt.NDArray[np.uint64]:
+    keys = np.asarray(keys, dtype=np.uint64)
+    return _mix64(keys ^ _mix64(_as_u64(stream) + _GOLDEN))
+
+
+def uniform(keys: npt.NDArray[np.uint64], stream: int) -> npt.NDArray[np.float64]:
+    """One float in [0, 1) per key for the given stream; independent streams for different ids."""
+    return (_bits(keys, stream) >> _U64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def integers(
+    keys: npt.NDArray[np.uint64], stream: int, low: int | npt.ArrayLike, high: int | npt.ArrayLike
+) -> npt.NDArray[np.int64]:
+    """One integer in ``[low, high)`` per key (bounds may be per-key arrays)."""
+    low_a = np.asarray(low, dtype=np.int64)
+    span = np.asarray(high, dtype=np.int64) - low_a
+    if np.any(span <= 0):
+        raise ValueError(f"integers() needs high > low, got low={low!r}, high={high!r}")
+    # Multiply-shift on the top 32 bits: unbiased enough for spans far below 2**32.
+    top = (_bits(keys, stream) >> _U64(32)).astype(np.int64)
+    return low_a + ((top * span) >> 32)
+
+
+@dataclass(frozen=True)
+class SampleContext:
+    """The samples being loaded right now: the loader's seed and epoch, and their indices."""
+
+    seed: int
+    epoch: int
+    indices: npt.NDArray[np.int64]
+
+    @property
+    def keys(self) -> npt.NDArray[np.uint64]:
+        return sample_key(self.seed, self.epoch, self.indices)
+
+    def select(self, position: int | slice) -> SampleContext:
+        """The context narrowed to some of its samples (by position in ``indices``)."""
+        picked = self.indices[position]
+        return SampleContext(self.seed, self.epoch, np.atleast_1d(picked))
+
+
+_local = threading.local()
+_fallback_lock = threading.Lock()
+_fallback_rng = np.random.default_rng()
+
+
+def current_context() -> SampleContext | None:
+    """The innermost active :func:`sample_context`, or ``None`` outside the loader."""
+    stack: list[SampleContext] = getattr(_local, "stack", [])
+    return stack[-1] if stack else None
+
+
+@contextlib.contextmanager
+def sample_context(
+    seed: int, epoch: int, indices: int | Sequence[int] | npt.ArrayLike
+) -> Iterator[SampleContext]:
+    """Declare which dataset indices are being loaded, so their randomness is reproducible."""
+    ctx = SampleContext(int(seed), int(epoch), np.atleast_1d(np.asarray(indices, dtype=np.int64)))
+    stack: list[SampleContext] = getattr(_local, "stack", None) or []
+    _local.stack = stack
+    stack.append(ctx)
+    try:
+        yield ctx
+    finally:
+        stack.pop()
+
+
+@contextlib.contextmanager
+def each_sample(position: int) -> Iterator[SampleContext | None]:
+    """Narrow the active context to one sample, e.g. when ``__getitems__`` loops per sample."""
+    ctx = current_context()
+    if ctx is None:
+        yield None
+        return
+    with sample_context(ctx.seed, ctx.epoch, ctx.indices[position : position + 1]) as narrowed:
+        yield narrowed
+
+
+def current_keys(n: int) -> npt.NDArray[np.uint64]:
+    """Keys for the ``n`` samples being processed; checks ``n`` against the active context."""
+    ctx = current_context()
+    if ctx is None:
+        with _fallback_lock:
+            return _fallback_rng.integers(0, 2**64, size=n, dtype=np.uint64)
+    if len(ctx.indices) != n:
+        raise ValueError(
+            f"a random transform got {n} sample(s) but the loader is loading "
+            f"{len(ctx.indices)} (indices {ctx.indices[:8].tolist()}...); apply per-sample "
+            "transforms to one sample at a time, or batched transforms to the whole batch"
+        )
+    return ctx.keys
+
+
+def sample_rng() -> np.random.Generator:
+    """A numpy Generator for the single sample being loaded, seeded from (seed, epoch, index)."""
+    ctx = current_context()
+    if ctx is None:
+        with _fallback_lock:
+            return np.random.default_rng(_fallback_rng.integers(0, 2**63))
+    if len(ctx.indices) != 1:
+        raise ValueError(
+            f"sample_rng() is for one sample, but {len(ctx.indices)} are being loaded "
+            "together; inside __getitems__ wrap each sample in stoker.seeding.each_sample(i)"
+        )
+    return np.random.Generator(np.random.PCG64(int(ctx.keys[0])))
