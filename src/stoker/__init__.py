@@ -1,1 +1,66 @@
 """stoker: PyTorch-style data loading that keeps training jobs fed."""
+
+from stoker._collated import CollatedSamples
+from stoker._worker.info import WorkerInfo, get_worker_info
+from stoker.collate import default_collate, default_convert, numpy_collate, pad_collate
+from stoker.dataset import (
+    ConcatDataset,
+    Dataset,
+    FilteredDataset,
+    IterableDataset,
+    MappedDataset,
+    Subset,
+)
+from stoker.errors import (
+    CollateError,
+    DatasetError,
+    IntegrityError,
+    LoaderTimeoutError,
+    SampleError,
+    SharedMemoryError,
+    StokerError,
+    TooManyErrorsError,
+    UnsafeDataError,
+    WorkerDiedError,
+    WorkerError,
+)
+from stoker.loader import DataLoader
+from stoker.samplers import BatchSampler, DistributedSampler, RandomSampler, SequentialSampler
+from stoker.seeding import sample_context, sample_rng
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchSampler",
+    "CollateError",
+    "CollatedSamples",
+    "ConcatDataset",
+    "DataLoader",
+    "Dataset",
+    "DatasetError",
+    "DistributedSampler",
+    "FilteredDataset",
+    "IntegrityError",
+    "IterableDataset",
+    "LoaderTimeoutError",
+    "MappedDataset",
+    "RandomSampler",
+    "SampleError",
+    "SequentialSampler",
+    "SharedMemoryError",
+    "StokerError",
+    "Subset",
+    "TooManyErrorsError",
+    "UnsafeDataError",
+    "WorkerDiedError",
+    "WorkerError",
+    "WorkerInfo",
+    "__version__",
+    "default_collate",
+    "default_convert",
+    "get_worker_info",
+    "numpy_collate",
+    "pad_collate",
+    "sample_context",
+    "sample_rng",
+]

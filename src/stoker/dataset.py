@@ -1,4 +1,4 @@
-"""Map-style and iterable dataset protocols, and lazy helpers: Subset, ConcatDataset, map, filter."""
+"""Map-style and iterable dataset protocols, and lazy helpers: Subset, Concat, map, filter."""
 
 from __future__ import annotations
 

@@ -21,7 +21,6 @@ import contextlib
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -92,13 +91,27 @@ def integers(
     return low_a + ((top * span) >> 32)
 
 
-@dataclass(frozen=True)
 class SampleContext:
-    """The samples being loaded right now: the loader's seed and epoch, and their indices."""
+    """The samples being loaded right now: the loader's seed and epoch, and their indices.
 
-    seed: int
-    epoch: int
-    indices: npt.NDArray[np.int64]
+    Also the context manager that declares them (``sample_context`` is this class): entering
+    makes it the innermost context of the thread. It is cheap to create — the per-sample path
+    opens one per sample — so the index array and keys are only built when asked for.
+    """
+
+    __slots__ = ("_indices", "_raw", "epoch", "seed")
+
+    def __init__(self, seed: int, epoch: int, indices: int | Sequence[int] | npt.ArrayLike):
+        self.seed = seed
+        self.epoch = epoch
+        self._raw = indices
+        self._indices: npt.NDArray[np.int64] | None = None
+
+    @property
+    def indices(self) -> npt.NDArray[np.int64]:
+        if self._indices is None:
+            self._indices = np.atleast_1d(np.asarray(self._raw, dtype=np.int64))
+        return self._indices
 
     @property
     def keys(self) -> npt.NDArray[np.uint64]:
@@ -106,34 +119,34 @@ class SampleContext:
 
     def select(self, position: int | slice) -> SampleContext:
         """The context narrowed to some of its samples (by position in ``indices``)."""
-        picked = self.indices[position]
-        return SampleContext(self.seed, self.epoch, np.atleast_1d(picked))
+        return SampleContext(self.seed, self.epoch, np.atleast_1d(self.indices[position]))
+
+    def __enter__(self) -> SampleContext:
+        _local.stack.append(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _local.stack.pop()
 
 
-_local = threading.local()
+sample_context = SampleContext
+"""Declare which dataset indices are being loaded: ``with sample_context(seed, epoch, idx):``."""
+
+
+class _Stack(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[SampleContext] = []
+
+
+_local = _Stack()
 _fallback_lock = threading.Lock()
 _fallback_rng = np.random.default_rng()
 
 
 def current_context() -> SampleContext | None:
     """The innermost active :func:`sample_context`, or ``None`` outside the loader."""
-    stack: list[SampleContext] = getattr(_local, "stack", [])
+    stack = _local.stack
     return stack[-1] if stack else None
-
-
-@contextlib.contextmanager
-def sample_context(
-    seed: int, epoch: int, indices: int | Sequence[int] | npt.ArrayLike
-) -> Iterator[SampleContext]:
-    """Declare which dataset indices are being loaded, so their randomness is reproducible."""
-    ctx = SampleContext(int(seed), int(epoch), np.atleast_1d(np.asarray(indices, dtype=np.int64)))
-    stack: list[SampleContext] = getattr(_local, "stack", None) or []
-    _local.stack = stack
-    stack.append(ctx)
-    try:
-        yield ctx
-    finally:
-        stack.pop()
 
 
 @contextlib.contextmanager
@@ -143,7 +156,7 @@ def each_sample(position: int) -> Iterator[SampleContext | None]:
     if ctx is None:
         yield None
         return
-    with sample_context(ctx.seed, ctx.epoch, ctx.indices[position : position + 1]) as narrowed:
+    with ctx.select(position) as narrowed:
         yield narrowed
 
 

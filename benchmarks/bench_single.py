@@ -1,0 +1,60 @@
+"""num_workers=0: stoker vs torch.utils.data.DataLoader on 50,000 uint8 3×32×32 images, batch 256.
+
+Run: python benchmarks/bench_single.py   (prints samples/s and ratios; not a test)
+"""
+
+from __future__ import annotations
+
+import torch
+
+import stoker
+from _common import (
+    BatchGetitems,
+    ListGetitems,
+    PerSampleImages,
+    PreStacked,
+    print_table,
+    samples_per_second,
+    stacked_identity,
+)
+
+BATCH = 256
+EPOCHS = 3
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    per_sample, listed = PerSampleImages(), ListGetitems()
+    batched, prestacked = BatchGetitems(), PreStacked()
+    torch_loader = torch.utils.data.DataLoader
+    loaders = {
+        "torch, __getitem__ per sample": lambda: torch_loader(per_sample, BATCH, shuffle=True),
+        "torch, __getitems__ -> list + default_collate": lambda: torch_loader(
+            listed, BATCH, shuffle=True
+        ),
+        "torch, __getitems__ -> stacked batch + identity collate": lambda: torch_loader(
+            prestacked, BATCH, shuffle=True, collate_fn=stacked_identity
+        ),
+        "stoker, __getitem__ per sample": lambda: stoker.DataLoader(
+            per_sample, BATCH, shuffle=True, seed=0
+        ),
+        "stoker, __getitems__ -> CollatedSamples": lambda: stoker.DataLoader(
+            batched, BATCH, shuffle=True, seed=0
+        ),
+    }
+    rows = [(name, samples_per_second(make, EPOCHS)) for name, make in loaders.items()]
+    reference = "torch, __getitem__ per sample"
+    print_table("num_workers=0, batch 256, 50,000 uint8 3x32x32 images", rows, reference)
+    rate = dict(rows)
+    ours = rate["stoker, __getitems__ -> CollatedSamples"]
+    best_torch_batched = max(rate[name] for name in rate if name.startswith("torch, __getitems__"))
+    print(f"\nstoker batched / torch per-sample:        {ours / rate[reference]:.2f}x")
+    print(f"stoker batched / torch best __getitems__: {ours / best_torch_batched:.2f}x")
+    print(
+        f"stoker / torch, both per-sample:          "
+        f"{rate['stoker, __getitem__ per sample'] / rate[reference]:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Stage 2 of a batch's path: indices → a fetched, transformed, collated batch."""

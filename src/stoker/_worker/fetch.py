@@ -1,0 +1,150 @@
+"""BatchFetcher: load one batch — fetch samples, collate, batch-transform — under per-sample seeds.
+
+This is the one place a batch is built, in the main process (``num_workers=0``) and in every
+worker alike, which is why batches do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch.utils.data
+
+from stoker.seeding import sample_context
+
+Collate = Callable[[Any], Any]
+
+
+def _describe(indices: Sequence[int]) -> str:
+    shown = ", ".join(str(i) for i in list(indices)[:8])
+    return f"[{shown}{', ...' if len(indices) > 8 else ''}]"
+
+
+class BatchFetcher:
+    """Builds the batch for some dataset indices in a given epoch; the same everywhere.
+
+    ``auto_collation``: ``indices`` is a list and the samples are collated; otherwise it is one
+    index and the sample goes through ``collate_fn`` alone (torch's ``batch_size=None``).
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        auto_collation: bool,
+        collate_fn: Collate,
+        batch_transform: Callable[[Any], Any] | None,
+        seed: int,
+    ):
+        self.dataset = dataset
+        self.auto_collation = auto_collation
+        self.collate_fn = collate_fn
+        self.batch_transform = batch_transform
+        self.seed = seed
+        self._getitems = getattr(dataset, "__getitems__", None)
+        self._length: int | None = len(dataset) if hasattr(dataset, "__len__") else None
+
+    def _check_range(self, indices: Sequence[int]) -> None:
+        n = self._length
+        if n is None or not indices:
+            return
+        low, high = min(indices), max(indices)
+        if low < 0 or high >= n:
+            bad = low if low < 0 else high
+            raise IndexError(
+                f"the sampler yielded dataset index {bad}, but the dataset "
+                f"({type(self.dataset).__name__}) has {n} samples (valid indices: 0..{n - 1})"
+            )
+
+    def _load_sample(self, epoch: int, index: int) -> Any:
+        with sample_context(self.seed, epoch, index):
+            try:
+                return self.dataset[index]
+            except Exception as error:
+                error.add_note(f"stoker: raised while loading dataset index {index}")
+                raise
+
+    def _load_samples(self, epoch: int, indices: Sequence[int]) -> list[Any]:
+        # The hot per-sample loop: one context object re-pointed at each index, instead of a
+        # context manager per sample, keeps stoker's overhead per sample to a few attribute sets.
+        dataset, samples = self.dataset, []
+        context = sample_context(self.seed, epoch, 0)
+        with context:
+            index = -1
+            try:
+                for index in indices:
+                    context._raw, context._indices = index, None
+                    samples.append(dataset[index])
+            except Exception as error:
+                error.add_note(f"stoker: raised while loading dataset index {index}")
+                raise
+        return samples
+
+    def fetch(self, epoch: int, indices: Any) -> Any:
+        """The batch (or single sample) for ``indices`` in ``epoch``."""
+        if not self.auto_collation:
+            self._check_range([indices])
+            return self.collate_fn(self._load_sample(epoch, indices))
+        self._check_range(indices)
+        if self._getitems is not None:
+            with sample_context(self.seed, epoch, indices):
+                try:
+                    samples = self._getitems(indices)
+                except Exception as error:
+                    error.add_note(
+                        f"stoker: raised in __getitems__ for dataset indices {_describe(indices)}"
+                    )
+                    raise
+        else:
+            samples = self._load_samples(epoch, indices)
+        return self.finish(epoch, indices, samples)
+
+    def finish(self, epoch: int, indices: Sequence[int], samples: Any) -> Any:
+        """Collate fetched samples and apply the batch transform."""
+        try:
+            batch = self.collate_fn(samples)
+        except Exception as error:
+            error.add_note(f"stoker: raised while collating dataset indices {_describe(indices)}")
+            raise
+        if self.batch_transform is not None:
+            with sample_context(self.seed, epoch, indices):
+                batch = self.batch_transform(batch)
+        return batch
+
+
+class IterableFetcher:
+    """Batches from an iterable dataset's stream; sample positions in the stream act as indices."""
+
+    def __init__(
+        self,
+        dataset: torch.utils.data.IterableDataset[Any],
+        batch_fetcher: BatchFetcher,
+        batch_size: int | None,
+        drop_last: bool,
+        position_offset: int = 0,
+        position_stride: int = 1,
+    ):
+        self._stream: Iterator[Any] = iter(dataset)
+        self._fetcher = batch_fetcher
+        self._batch_size = batch_size
+        self._drop_last = drop_last
+        self._position = position_offset
+        self._stride = position_stride
+
+    def next_batch(self, epoch: int) -> Any:
+        """The next batch, or raise StopIteration when the stream ends."""
+        fetcher = self._fetcher
+        if self._batch_size is None:
+            sample = next(self._stream)
+            self._position += self._stride
+            return fetcher.collate_fn(sample)
+        samples, positions = [], []
+        for sample in self._stream:
+            samples.append(sample)
+            positions.append(self._position)
+            self._position += self._stride
+            if len(samples) == self._batch_size:
+                break
+        if not samples or (self._drop_last and len(samples) < self._batch_size):
+            raise StopIteration
+        return fetcher.finish(epoch, positions, samples)

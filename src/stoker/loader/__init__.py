@@ -1,0 +1,5 @@
+"""Stage 4 of a batch's path: the consumer — DataLoader and its in-process and worker iterators."""
+
+from stoker.loader.dataloader import DataLoader
+
+__all__ = ["DataLoader"]

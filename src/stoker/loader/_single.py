@@ -1,0 +1,57 @@
+"""The in-process iterator (num_workers=0): the reference every other iterator must equal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from stoker._worker.fetch import BatchFetcher, IterableFetcher
+from stoker.loader import _pin
+
+if TYPE_CHECKING:
+    from stoker.loader.dataloader import DataLoader
+
+
+class InProcessIterator(Iterator[Any]):
+    """Loads each batch in the calling thread when asked for it."""
+
+    def __init__(self, loader: DataLoader, epoch: int, sample_seed: int, skip_batches: int):
+        self._loader = loader
+        self.epoch = epoch
+        self.sample_seed = sample_seed
+        self.batches_yielded = skip_batches
+        self._fetcher = BatchFetcher(
+            loader.dataset,
+            loader._auto_collation,
+            loader.collate_fn,
+            loader.batch_transform,
+            sample_seed,
+        )
+        self._pin = loader.pin_memory and _pin.pinning_available()
+        self._stream: IterableFetcher | None = None
+        self._indices: Iterator[Any] | None = None
+        if loader._is_iterable:
+            self._stream = IterableFetcher(
+                loader.dataset, self._fetcher, loader.batch_size, loader.drop_last
+            )
+            for _ in range(skip_batches):  # an iterable stream can only be replayed
+                self._stream.next_batch(epoch)
+        else:
+            self._indices = iter(loader._index_sampler)
+
+    def __iter__(self) -> InProcessIterator:
+        return self
+
+    def __next__(self) -> Any:
+        if self._stream is not None:
+            batch = self._stream.next_batch(self.epoch)
+        else:
+            assert self._indices is not None
+            batch = self._fetcher.fetch(self.epoch, next(self._indices))
+        if self._pin:
+            batch = _pin.pin(batch)
+        self.batches_yielded += 1
+        return batch
+
+    def __len__(self) -> int:
+        return len(self._loader)

@@ -1,0 +1,273 @@
+"""DataLoader: torch's constructor, stoker's engine, deterministic and resumable batches."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import torch
+import torch.utils.data
+
+from stoker.collate import default_collate, default_convert
+from stoker.samplers import BatchSampler, RandomSampler, SequentialSampler
+
+__all__ = ["DataLoader"]
+
+_STATE_VERSION = 1
+
+
+def _draw_seed(generator: torch.Generator | None) -> int:
+    return int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+class DataLoader(Iterable[Any]):
+    """Batches from a dataset, with torch's ``DataLoader`` arguments and stoker's guarantees.
+
+    Every argument of ``torch.utils.data.DataLoader`` is accepted with the same meaning. stoker
+    adds:
+
+    * ``seed``: the root of all randomness — the shuffle order of each epoch and every sample's
+      augmentation (``stoker.seeding``) derive from (seed, epoch, index), so batches are the
+      same for any ``num_workers`` and after a resume. Without ``seed`` one is drawn from
+      ``generator`` (torch's behaviour, same shuffle orders as torch) or torch's global RNG.
+    * ``batch_transform``: applied to each collated batch, in the worker.
+    * ``state_dict()`` / ``load_state_dict()``: resume mid-epoch with the exact next batch.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int | None = 1,
+        shuffle: bool | None = None,
+        sampler: Iterable[Any] | None = None,
+        batch_sampler: Iterable[list[int]] | None = None,
+        num_workers: int = 0,
+        collate_fn: Callable[[Any], Any] | None = None,
+        pin_memory: bool = False,
+        drop_last: bool = False,
+        timeout: float = 0,
+        worker_init_fn: Callable[[int], None] | None = None,
+        multiprocessing_context: Any = None,
+        generator: torch.Generator | None = None,
+        *,
+        prefetch_factor: int | None = None,
+        persistent_workers: bool = False,
+        pin_memory_device: str = "",
+        in_order: bool = True,
+        seed: int | None = None,
+        batch_transform: Callable[[Any], Any] | None = None,
+    ):
+        _require(
+            isinstance(num_workers, int) and num_workers >= 0,
+            f"num_workers must be a non-negative integer, got {num_workers!r}; "
+            "use 0 to load in the main process",
+        )
+        _require(timeout >= 0, f"timeout must be >= 0 seconds, got {timeout!r}")
+        if num_workers == 0:
+            _require(
+                prefetch_factor is None,
+                f"prefetch_factor applies only with num_workers > 0, got {prefetch_factor!r} "
+                "with num_workers=0; set num_workers > 0 or leave prefetch_factor as None",
+            )
+            _require(
+                not persistent_workers,
+                "persistent_workers=True needs num_workers > 0; there are no workers to keep",
+            )
+        else:
+            prefetch_factor = 2 if prefetch_factor is None else prefetch_factor
+            _require(
+                isinstance(prefetch_factor, int) and prefetch_factor > 0,
+                f"prefetch_factor must be > 0 when num_workers > 0, got {prefetch_factor!r}",
+            )
+        if batch_size is not None:
+            _require(
+                isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size > 0,
+                f"batch_size must be a positive integer or None, got {batch_size!r}",
+            )
+        self._is_iterable = isinstance(dataset, torch.utils.data.IterableDataset)
+        if self._is_iterable:
+            _require(
+                not shuffle,
+                f"shuffle must be False for an IterableDataset, got {shuffle!r}; "
+                "shuffle inside the dataset's __iter__ instead",
+            )
+            _require(sampler is None, "sampler cannot be used with an IterableDataset")
+            _require(batch_sampler is None, "batch_sampler cannot be used with an IterableDataset")
+        _require(
+            sampler is None or not shuffle,
+            "sampler and shuffle=True are mutually exclusive: the sampler decides the order",
+        )
+        if batch_sampler is not None:
+            _require(
+                batch_size == 1 and not shuffle and sampler is None and not drop_last,
+                "batch_sampler is mutually exclusive with batch_size, shuffle, sampler and "
+                "drop_last: it decides all of them",
+            )
+            batch_size, drop_last = None, False
+        elif batch_size is None:
+            _require(not drop_last, "drop_last=True needs a batch_size; batch_size is None")
+        _require(
+            seed is None or isinstance(seed, int),
+            f"seed must be an integer or None, got {seed!r}",
+        )
+
+        self.dataset = dataset
+        self.num_workers = num_workers
+        self.prefetch_factor = prefetch_factor
+        self.pin_memory = pin_memory
+        self.pin_memory_device = pin_memory_device
+        self.timeout = timeout
+        self.worker_init_fn = worker_init_fn
+        self.multiprocessing_context = multiprocessing_context
+        self.generator = generator
+        self.persistent_workers = persistent_workers
+        self.in_order = in_order
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.batch_transform = batch_transform
+
+        # One seed for the loader's lifetime when given or drawn from the global RNG; with a
+        # generator and no seed, a new one per epoch drawn from it, in torch's order.
+        self._seed_per_epoch = seed is None and generator is not None
+        self.seed = seed if seed is not None else (0 if generator is not None else _draw_seed(None))
+
+        if self._is_iterable:
+            sampler = None
+        elif sampler is None:
+            if shuffle:
+                sampler = (
+                    RandomSampler(dataset, generator=generator)
+                    if self._seed_per_epoch
+                    else RandomSampler(dataset, seed=self.seed)
+                )
+            else:
+                sampler = SequentialSampler(dataset)
+        if batch_size is not None and batch_sampler is None and sampler is not None:
+            batch_sampler = BatchSampler(sampler, batch_size, drop_last)
+        self.sampler = sampler
+        self.batch_sampler = batch_sampler
+        self._auto_collation = batch_sampler is not None or (
+            self._is_iterable and batch_size is not None
+        )
+        if collate_fn is None:
+            collate_fn = default_collate if self._auto_collation else default_convert
+        self.collate_fn = collate_fn
+
+        self._epoch = 0
+        self._epoch_seed = self.seed
+        self._resume: dict[str, Any] | None = None
+        self._iterator: Any = None
+        self._workers: Any = None  # the persistent worker pool, when persistent_workers
+
+    # -- iteration -----------------------------------------------------------------------------
+
+    @property
+    def _index_sampler(self) -> Any:
+        return (
+            self.batch_sampler if self._auto_collation and not self._is_iterable else self.sampler
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next ``iter()`` epoch ``epoch`` (shuffle order and augmentation follow)."""
+        _require(epoch >= 0, f"epoch must be >= 0, got {epoch}")
+        self._epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[Any]:
+        resume, self._resume = self._resume, None
+        if resume is not None:
+            epoch, skip = int(resume["epoch"]), int(resume["batches_yielded"])
+            self._epoch_seed = int(resume["sample_seed"])
+            if resume.get("sampler") is not None:
+                self._index_sampler.load_state_dict(resume["sampler"])
+        else:
+            epoch, skip = self._epoch, 0
+            if self._seed_per_epoch:
+                self._epoch_seed = _draw_seed(self.generator)
+            sampler = self._index_sampler
+            if sampler is not None and hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+        self._epoch = epoch + 1
+        self._iterator = self._make_iterator(epoch, self._epoch_seed, skip)
+        return self._iterator  # type: ignore[no-any-return]
+
+    def _make_iterator(self, epoch: int, sample_seed: int, skip: int) -> Any:
+        if self.num_workers == 0:
+            from stoker.loader._single import InProcessIterator
+
+            return InProcessIterator(self, epoch, sample_seed, skip)
+        from stoker.loader._multi import MultiProcessIterator
+
+        return MultiProcessIterator(self, epoch, sample_seed, skip)
+
+    def __len__(self) -> int:
+        if self._is_iterable:
+            n = len(self.dataset)
+            if self.batch_size is None:
+                return n
+            return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return len(self._index_sampler)
+
+    # -- resumption ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where iteration stands: enough to continue with the exact next batch. JSON-safe.
+
+        Taken between batches; it holds counters and seeds, never sample data.
+        """
+        iterator = self._iterator
+        if iterator is None:
+            return {
+                "version": _STATE_VERSION,
+                "epoch": self._epoch,
+                "batches_yielded": 0,
+                "sample_seed": self._epoch_seed,
+                "sampler": None,
+                "fresh": True,
+            }
+        yielded = int(iterator.batches_yielded)
+        sampler_state = None
+        sampler = self._index_sampler
+        if sampler is not None and hasattr(sampler, "state_dict"):
+            sampler_state = sampler.state_dict()
+            if "batches" in sampler_state:
+                sampler_state["batches"] = yielded
+            else:
+                sampler_state["position"] = yielded
+        return {
+            "version": _STATE_VERSION,
+            "epoch": int(iterator.epoch),
+            "batches_yielded": yielded,
+            "sample_seed": int(iterator.sample_seed),
+            "sampler": sampler_state,
+            "fresh": False,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next ``iter()`` continue exactly where ``state`` was taken."""
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(
+                f"unsupported DataLoader state version {state.get('version')!r}; "
+                f"this stoker writes and reads version {_STATE_VERSION}"
+            )
+        if state.get("fresh"):
+            self._epoch = int(state["epoch"])
+            self._epoch_seed = int(state["sample_seed"])
+            self._resume = None
+            return
+        self._resume = dict(state)
+
+    def __repr__(self) -> str:
+        return (
+            f"DataLoader(dataset={type(self.dataset).__name__}, batch_size={self.batch_size}, "
+            f"num_workers={self.num_workers}, seed={self.seed})"
+        )
+
+
+def _default_context() -> Any:
+    return multiprocessing.get_context("fork")
