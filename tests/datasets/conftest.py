@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+_POLL_INTERVAL_S = 0.02
+
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
@@ -36,7 +38,10 @@ def file_server(tmp_path: Path) -> Iterator[FileServer]:
     handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="test-http", daemon=True)
+    # A short poll interval so shutdown() returns promptly at teardown.
+    thread = threading.Thread(
+        target=server.serve_forever, args=(_POLL_INTERVAL_S,), name="test-http", daemon=True
+    )
     thread.start()
     try:
         yield FileServer(directory, f"http://127.0.0.1:{server.server_address[1]}")
