@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import shutil
 import sys
@@ -84,7 +85,7 @@ def _fetch(url: str, dest: Path) -> None:
                 out.write(chunk)
                 progress.advance(len(chunk))
             progress.close()
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         raise DatasetError(
             f"could not download {url} ({type(exc).__name__}: {exc}); check the network or the "
             "url, or fetch the archive by hand and extract it into the dataset root"
