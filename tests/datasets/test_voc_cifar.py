@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -146,3 +147,15 @@ def test_transform_and_bad_mapping(tmp_path: Path) -> None:
     assert ds[0] == ((10, 20, 3), 2)
     with pytest.raises(ValueError, match=r"class_mapping\['bird'\].*'parrot'"):
         FilteredVOCtoCIFAR(tmp_path, class_mapping={"bird": "parrot"})
+
+
+def test_a_garbled_cache_is_recomputed(tmp_path: Path) -> None:
+    samples = [testdata.VOCSample("000001", (testdata.VOCObject("dog"),), "val")]
+    testdata.write_voc2007(tmp_path, samples)
+    cache = FilteredVOCtoCIFAR(tmp_path).cache_path
+    stored = json.loads(cache.read_text())
+    bad_values = (3, [[99, 0]], [["a", "b"]])
+    for garbage in ["{not json", *(json.dumps({**stored, "value": v}) for v in bad_values)]:
+        cache.write_text(garbage)
+        ds = FilteredVOCtoCIFAR(tmp_path)
+        assert not ds.cache_hit and ds.targets == [5]

@@ -84,9 +84,15 @@ class FilteredVOCtoCIFAR(Dataset[tuple[Any, int]]):
     def _filtered(self) -> list[tuple[int, int]]:
         fingerprint = files_fingerprint(self.voc.annotations)
         cached = read_cache(self.cache_path, fingerprint)
-        self.cache_hit = cached is not None
-        if cached is not None:
-            return [(int(index), int(label)) for index, label in cached]
+        try:
+            kept = [(int(index), int(label)) for index, label in cached or []]
+            self.cache_hit = cached is not None and all(
+                0 <= i < len(self.voc) and 0 <= y < len(self.classes) for i, y in kept
+            )
+        except (TypeError, ValueError):  # a cache edited by hand: recompute it
+            self.cache_hit = False
+        if self.cache_hit:
+            return kept
         kept = []
         for index, path in enumerate(self.voc.annotations):
             names = object_names(path)
