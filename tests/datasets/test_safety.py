@@ -43,6 +43,7 @@ def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.TarI
         (_file("../evil.txt"), "'..'"),
         (_file("ok/../../evil.txt"), "'..'"),
         (_file("/tmp/stoker-evil.txt"), "absolute path"),
+        (_file("C:/evil.txt"), "absolute path"),
         (_link("ok/escape", "../../outside"), "symlink"),
         (_link("ok/escape", "/etc/passwd"), "symlink"),
         (_link("ok/hard", "../outside", tarfile.LNKTYPE), "hard link"),

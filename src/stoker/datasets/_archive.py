@@ -29,7 +29,8 @@ def _escapes(path: str) -> bool:
 
 def _check_member(archive: Path, member: tarfile.TarInfo) -> None:
     name = member.name
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+    drive = len(name) > 2 and name[0].isalpha() and name[1] == ":" and name[2] in "/\\"
+    if name.startswith(("/", "\\")) or drive:
         raise _refusal(archive, member, "has an absolute path")
     if ".." in name.replace("\\", "/").split("/"):
         raise _refusal(archive, member, "has a '..' path component")
