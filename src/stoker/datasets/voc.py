@@ -1,0 +1,150 @@
+"""PASCAL VOC detection (the VOCdevkit layout), annotations as torchvision's nested dict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from stoker import seeding
+from stoker.dataset import Dataset
+from stoker.datasets._download import download_and_extract
+from stoker.datasets._images import open_rgb
+from stoker.datasets._voc_xml import annotation_dict
+from stoker.errors import DatasetError
+
+__all__ = ["VOC_CLASSES", "VOCDetection", "VOCResource"]
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)  # fmt: skip
+"""The 20 VOC object classes, in the official order."""
+
+
+@dataclass(frozen=True)
+class VOCResource:
+    """One official VOC tarball: where it lives, its MD5, and the folder it unpacks to."""
+
+    url: str
+    filename: str
+    md5: str
+    base_dir: str
+
+
+_OXFORD = "https://thor.robots.ox.ac.uk/pascal/VOC"
+_RESOURCES: dict[str, VOCResource] = {
+    "2007": VOCResource(
+        f"{_OXFORD}/voc2007/VOCtrainval_06-Nov-2007.tar",
+        "VOCtrainval_06-Nov-2007.tar",
+        "c52e279531787c972589f7e41ab4ae64",
+        "VOCdevkit/VOC2007",
+    ),
+    "2007-test": VOCResource(
+        f"{_OXFORD}/voc2007/VOCtest_06-Nov-2007.tar",
+        "VOCtest_06-Nov-2007.tar",
+        "b6e924de25625d8de591ea690078ad9f",
+        "VOCdevkit/VOC2007",
+    ),
+    "2012": VOCResource(
+        f"{_OXFORD}/voc2012/VOCtrainval_11-May-2012.tar",
+        "VOCtrainval_11-May-2012.tar",
+        "6cd6e144f989b92b3379bac3b3de84fd",
+        "VOCdevkit/VOC2012",
+    ),
+}
+
+_IMAGE_SETS = ("train", "val", "trainval")
+
+
+def voc_resource(year: str, image_set: str) -> VOCResource:
+    """The tarball holding ``image_set`` of ``year``; ValueError for unknown combinations."""
+    valid = (*_IMAGE_SETS, "test") if year == "2007" else _IMAGE_SETS
+    if image_set not in valid:
+        raise ValueError(f"image_set must be one of {valid} for year {year!r}, got {image_set!r}")
+    key = "2007-test" if image_set == "test" else year
+    if key not in _RESOURCES:
+        years = sorted({k.split("-")[0] for k in _RESOURCES})
+        raise ValueError(f"year must be one of {years}, got {year!r}")
+    return _RESOURCES[key]
+
+
+class VOCDetection(Dataset[tuple[Any, Any]]):
+    """PASCAL VOC detection under ``root/VOCdevkit/VOC<year>``, as torchvision reads it.
+
+    Samples are ``(PIL RGB image, {"annotation": {...}})`` with ``object`` always a list;
+    ``transforms(image, target)`` or ``transform``/``target_transform`` apply as in
+    torchvision. Annotations are parsed with defusedxml (entities and external references
+    refused). ``download=True`` fetches the official tarball for the split (override with
+    ``url=``/``md5=``), checks its MD5 and extracts it safely.
+    """
+
+    resources: ClassVar[dict[str, VOCResource]] = _RESOURCES
+
+    def __init__(
+        self,
+        root: str | Path,
+        year: str = "2007",
+        image_set: str = "train",
+        download: bool = False,
+        transform: Callable[[Any], Any] | None = None,
+        target_transform: Callable[[Any], Any] | None = None,
+        transforms: Callable[[Any, Any], Any] | None = None,
+        *,
+        url: str | None = None,
+        md5: str | None = None,
+    ):
+        if transforms is not None and (transform is not None or target_transform is not None):
+            raise ValueError(
+                "pass either transforms or transform/target_transform, not both "
+                "(transforms takes (image, target) together)"
+            )
+        self.root = Path(root).expanduser()
+        self.year = str(year)
+        self.image_set = image_set
+        self.transform = transform
+        self.target_transform = target_transform
+        self.transforms = transforms
+        resource = voc_resource(self.year, image_set)
+        self.voc_root = self.root / resource.base_dir
+        split_file = self.voc_root / "ImageSets" / "Main" / f"{image_set}.txt"
+        if download and not split_file.is_file():
+            checksum = md5 if md5 is not None or url is not None else resource.md5
+            download_and_extract(url or resource.url, self.root, resource.filename, checksum)
+        if not split_file.is_file():
+            raise DatasetError(
+                f"VOC{self.year} {image_set!r} not found: looked for {split_file}; pass "
+                "download=True to fetch it, or point root at the folder containing VOCdevkit/"
+            )
+        self.ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        self.images = [self.voc_root / "JPEGImages" / f"{i}.jpg" for i in self.ids]
+        self.annotations = [self.voc_root / "Annotations" / f"{i}.xml" for i in self.ids]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image: Any = open_rgb(self.images[index])
+        target: Any = annotation_dict(self.annotations[index])
+        if self.transforms is not None:
+            return self.transforms(image, target)  # type: ignore[no-any-return]
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any]]:
+        samples = []
+        for position, index in enumerate(indices):
+            with seeding.each_sample(position):
+                samples.append(self[index])
+        return samples
+
+    def __repr__(self) -> str:
+        return (
+            f"VOCDetection(root={str(self.root)!r}, year={self.year!r}, "
+            f"image_set={self.image_set!r}, n={len(self)})"
+        )

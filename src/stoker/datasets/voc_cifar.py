@@ -1,0 +1,129 @@
+"""VOC images holding exactly one object of a CIFAR-10 class, labelled with that class."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from stoker import seeding
+from stoker.dataset import Dataset
+from stoker.datasets._images import open_rgb
+from stoker.datasets._json_cache import files_fingerprint, read_cache, write_cache
+from stoker.datasets._voc_xml import object_names
+from stoker.datasets.voc import VOCDetection
+
+__all__ = ["CIFAR10_CLASSES", "DEFAULT_VOC_TO_CIFAR", "FilteredVOCtoCIFAR"]
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+"""CIFAR-10's class names, in label order."""
+
+DEFAULT_VOC_TO_CIFAR: Mapping[str, str] = {
+    "aeroplane": "airplane",
+    "car": "automobile",
+    "bird": "bird",
+    "cat": "cat",
+    "dog": "dog",
+    "frog": "frog",
+}
+"""The seed's hand-picked VOC → CIFAR-10 class mapping ("frog" is not a VOC class; harmless)."""
+
+_CACHE_DIR = ".stoker-cache"
+
+
+def _checked_mapping(mapping: Mapping[str, str]) -> dict[str, str]:
+    for voc_name, cifar_name in mapping.items():
+        if cifar_name not in CIFAR10_CLASSES:
+            raise ValueError(
+                f"class_mapping[{voc_name!r}] must be a CIFAR-10 class, one of "
+                f"{CIFAR10_CLASSES}, got {cifar_name!r}"
+            )
+    return dict(mapping)
+
+
+class FilteredVOCtoCIFAR(Dataset[tuple[Any, int]]):
+    """The VOC images with exactly one object, of a class in ``class_mapping``.
+
+    Samples are ``(image, label)``: the PIL RGB image (or ``transform(image)``) and the index
+    in :data:`CIFAR10_CLASSES` of the mapped class. The filter reads annotations only (no image
+    is decoded) and its result is cached as JSON in ``VOC<year>/.stoker-cache/``, keyed by the
+    names, sizes and mtimes of the split's annotation files, so editing one recomputes it.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        year: str = "2007",
+        image_set: str = "val",
+        transform: Callable[[Any], Any] | None = None,
+        class_mapping: Mapping[str, str] | None = None,
+        download: bool = False,
+        *,
+        url: str | None = None,
+        md5: str | None = None,
+    ):
+        self.voc = VOCDetection(root, year, image_set, download=download, url=url, md5=md5)
+        self.transform = transform
+        self.class_mapping = _checked_mapping(
+            DEFAULT_VOC_TO_CIFAR if class_mapping is None else class_mapping
+        )
+        self.classes = list(CIFAR10_CLASSES)
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        mapping_key = json.dumps(sorted(self.class_mapping.items())).encode()
+        mapping_hash = hashlib.sha256(mapping_key).hexdigest()[:16]
+        cache_name = f"voc_to_cifar-{image_set}-{mapping_hash}.json"
+        self.cache_path = self.voc.voc_root / _CACHE_DIR / cache_name
+        kept = self._filtered()
+        self.indices = [index for index, _ in kept]
+        self.targets = [label for _, label in kept]
+
+    def _filtered(self) -> list[tuple[int, int]]:
+        fingerprint = files_fingerprint(self.voc.annotations)
+        cached = read_cache(self.cache_path, fingerprint)
+        try:
+            kept = [(int(index), int(label)) for index, label in cached or []]
+            self.cache_hit = cached is not None and all(
+                0 <= i < len(self.voc) and 0 <= y < len(self.classes) for i, y in kept
+            )
+        except (TypeError, ValueError):  # a cache edited by hand: recompute it
+            self.cache_hit = False
+        if self.cache_hit:
+            return kept
+        kept = []
+        for index, path in enumerate(self.voc.annotations):
+            names = object_names(path)
+            if len(names) == 1 and names[0] in self.class_mapping:
+                kept.append((index, self.class_to_idx[self.class_mapping[names[0]]]))
+        write_cache(self.cache_path, fingerprint, kept)
+        return kept
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image: Any = open_rgb(self.voc.images[self.indices[index]])
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.targets[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, int]]:
+        samples = []
+        for position, index in enumerate(indices):
+            with seeding.each_sample(position):
+                samples.append(self[index])
+        return samples
+
+    @property
+    def image_ids(self) -> list[str]:
+        """The VOC image ids kept, in sample order."""
+        return [self.voc.ids[i] for i in self.indices]
+
+    def __repr__(self) -> str:
+        return (
+            f"FilteredVOCtoCIFAR(root={str(self.voc.root)!r}, year={self.voc.year!r}, "
+            f"image_set={self.voc.image_set!r}, n={len(self)})"
+        )

@@ -1,0 +1,66 @@
+"""The download path: progress on stderr, clean failures, and the public surface of the package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import stoker.datasets
+from stoker.datasets import CIFAR10, testdata
+from stoker.datasets._download import download_and_extract
+from stoker.errors import DatasetError
+
+
+def test_progress_bar_goes_to_stderr(  # type: ignore[no-untyped-def]
+    tmp_path: Path, file_server, capfd: pytest.CaptureFixture[str]
+) -> None:
+    testdata.write_cifar10(tmp_path / "src")
+    _, md5 = testdata.make_tarball(
+        tmp_path / "src" / "cifar-10-batches-py", file_server.directory / "c.tgz"
+    )
+    download_and_extract(file_server.url("c.tgz"), tmp_path / "data", "c.tgz", md5)
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "downloading c.tgz" in err and "100%" in err
+
+
+def test_missing_file_on_the_server_names_the_url_and_leaves_nothing(  # type: ignore[no-untyped-def]
+    tmp_path: Path, file_server
+) -> None:
+    root = tmp_path / "data"
+    url = file_server.url("absent.tar.gz")
+    with pytest.raises(DatasetError, match=r"could not download .*absent\.tar\.gz.*404"):
+        CIFAR10(root, download=True, url=url)
+    assert list(root.iterdir()) == []
+
+
+def test_only_download_schemes_are_accepted(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="ftp://"):
+        download_and_extract("ftp://example.invalid/x.tgz", tmp_path, "x.tgz", None)
+
+
+def test_public_names() -> None:
+    assert sorted(stoker.datasets.__all__) == [
+        "CIFAR10",
+        "CIFAR100",
+        "CIFAR10_CLASSES",
+        "DEFAULT_VOC_TO_CIFAR",
+        "FilteredVOCtoCIFAR",
+        "ImageFolder",
+        "VOCDetection",
+        "VOC_CLASSES",
+        "testdata",
+    ]
+    assert sorted(testdata.__all__) == [
+        "VOCObject",
+        "VOCSample",
+        "make_tarball",
+        "random_cifar",
+        "random_images",
+        "random_voc_samples",
+        "write_cifar10",
+        "write_cifar100",
+        "write_image_folder",
+        "write_voc2007",
+    ]

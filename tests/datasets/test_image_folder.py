@@ -1,0 +1,61 @@
+"""ImageFolder: one folder per class, labels pinned by the saved label → class mapping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stoker.datasets import ImageFolder, testdata
+from stoker.datasets.image_folder import MAPPING_FILE
+from stoker.errors import DatasetError
+
+
+def test_reads_images_and_labels(tmp_path: Path) -> None:
+    cats, dogs = testdata.random_images(2, 8, 8, seed=1), testdata.random_images(3, 8, 8, seed=2)
+    testdata.write_image_folder(tmp_path, {"dog": dogs, "cat": cats})
+    ds = ImageFolder(tmp_path)
+    assert ds.classes == ["cat", "dog"] and ds.class_to_idx == {"cat": 0, "dog": 1}
+    assert ds.targets == [0, 0, 1, 1, 1]
+    image, label = ds[3]
+    np.testing.assert_array_equal(np.asarray(image), dogs[1])
+    assert label == 1
+    assert json.loads((tmp_path / MAPPING_FILE).read_text()) == {"0": "cat", "1": "dog"}
+
+
+def test_mapping_is_saved_and_then_pins_labels(tmp_path: Path) -> None:
+    testdata.write_image_folder(
+        tmp_path, {"dog": testdata.random_images(1, 8, 8)}, save_mapping=False
+    )
+    assert ImageFolder(tmp_path).classes == ["dog"]
+    assert json.loads((tmp_path / MAPPING_FILE).read_text()) == {"0": "dog"}
+    # A new class sorting first must not shift existing labels once the mapping is saved.
+    mapping = {"0": "dog", "1": "ant"}
+    (tmp_path / MAPPING_FILE).write_text(json.dumps(mapping))
+    testdata.write_image_folder(
+        tmp_path, {"ant": testdata.random_images(1, 8, 8)}, save_mapping=False
+    )
+    ds = ImageFolder(tmp_path, target_transform=lambda y: y * 10)
+    assert ds.classes == ["dog", "ant"]
+    assert sorted(label for _, label in ds.__getitems__([0, 1])) == [0, 10]
+
+
+def test_folder_missing_from_mapping_is_an_error(tmp_path: Path) -> None:
+    testdata.write_image_folder(tmp_path)
+    (tmp_path / MAPPING_FILE).write_text(json.dumps({"0": "cat"}))
+    with pytest.raises(DatasetError, match=r"label_to_class\.json.*'dog'"):
+        ImageFolder(tmp_path)
+
+
+def test_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="not a directory"):
+        ImageFolder(tmp_path / "absent")
+    (tmp_path / "cat").mkdir()
+    with pytest.raises(DatasetError, match="no images found"):
+        ImageFolder(tmp_path)
+    bad = tmp_path / "cat" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(DatasetError, match=r"broken\.png"):
+        ImageFolder(tmp_path)[0]

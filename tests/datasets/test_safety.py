@@ -1,0 +1,170 @@
+"""Untrusted inputs are refused before they can act: archives, pickles and XML."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from stoker.datasets import CIFAR10, VOCDetection, testdata
+from stoker.datasets._archive import safe_extract
+from stoker.datasets._unpickle import load_pickle
+from stoker.errors import DatasetError, UnsafeDataError
+
+
+def _tar_with(path: Path, *members: tarfile.TarInfo) -> Path:
+    with tarfile.open(path, "w") as tar:
+        tar.addfile(_file("ok/readme.txt"), io.BytesIO(b"hello"))
+        for member in members:
+            data = io.BytesIO(b"x" * member.size) if member.isfile() else None
+            tar.addfile(member, data)
+    return path
+
+
+def _file(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = 5
+    return info
+
+
+def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info
+
+
+@pytest.mark.parametrize(
+    ("member", "why"),
+    [
+        (_file("../evil.txt"), "'..'"),
+        (_file("ok/../../evil.txt"), "'..'"),
+        (_file("/tmp/stoker-evil.txt"), "absolute path"),
+        (_file("C:/evil.txt"), "absolute path"),
+        (_link("ok/escape", "../../outside"), "symlink"),
+        (_link("ok/escape", "/etc/passwd"), "symlink"),
+        (_link("ok/hard", "../outside", tarfile.LNKTYPE), "hard link"),
+        (_link("ok/dev", "", tarfile.CHRTYPE), "device"),
+        (_link("ok/fifo", "", tarfile.FIFOTYPE), "device file or FIFO"),
+    ],
+)
+def test_unsafe_members_are_refused_and_nothing_is_written(
+    tmp_path: Path, member: tarfile.TarInfo, why: str
+) -> None:
+    archive = _tar_with(tmp_path / "bad.tar", member)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(UnsafeDataError, match=r"bad\.tar") as caught:
+        safe_extract(archive, dest)
+    assert repr(member.name) in str(caught.value) and why in str(caught.value)
+    assert list(dest.iterdir()) == []
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_links_inside_the_folder_are_fine(tmp_path: Path) -> None:
+    archive = _tar_with(tmp_path / "good.tar", _link("ok/alias", "readme.txt"))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    safe_extract(archive, dest)
+    assert (dest / "ok" / "alias").read_bytes() == b"hello"
+
+
+def test_truncated_archive_is_a_dataset_error(tmp_path: Path) -> None:
+    testdata.write_cifar10(tmp_path / "src")
+    archive, _ = testdata.make_tarball(tmp_path / "src" / "cifar-10-batches-py", tmp_path / "a.tgz")
+    archive.write_bytes(archive.read_bytes()[:-2000])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(DatasetError, match=r"a\.tgz.*truncated or corrupt"):
+        safe_extract(archive, dest)
+
+
+def test_download_of_an_unsafe_archive_leaves_nothing(  # type: ignore[no-untyped-def]
+    tmp_path: Path, file_server
+) -> None:
+    archive = _tar_with(file_server.directory / "evil.tar", _file("../escaped.txt"))
+    root = tmp_path / "data"
+    with pytest.raises(UnsafeDataError, match="escaped"):
+        CIFAR10(root, download=True, url=file_server.url(archive.name), md5=None)
+    assert list(root.iterdir()) == []
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+class _System:
+    """Pickles as a call to os.system, the classic code-execution payload."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return (os.system, (self.command,))
+
+
+def test_pickle_naming_os_system_is_refused_without_running(tmp_path: Path) -> None:
+    sentinel = tmp_path / "ran"
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({"data": _System(f"touch {sentinel}")}, protocol=2))
+    with pytest.raises(UnsafeDataError, match=r"data_batch_1.*(posix|os)\.system"):
+        load_pickle(path)
+    assert not sentinel.exists()
+
+
+def test_cifar_refuses_a_poisoned_batch(tmp_path: Path) -> None:
+    folder = testdata.write_cifar10(tmp_path)
+    sentinel = tmp_path / "ran"
+    payload = {"data": _System(f"touch {sentinel}"), "labels": []}
+    (folder / "test_batch").write_bytes(pickle.dumps(payload))
+    with pytest.raises(UnsafeDataError, match="test_batch"):
+        CIFAR10(tmp_path, train=False)
+    assert not sentinel.exists()
+
+
+def test_pickles_written_by_python3_still_load(tmp_path: Path) -> None:
+    import numpy as np
+
+    value = {b"data": np.arange(6, dtype=np.uint8).reshape(2, 3), "labels": [1, 2]}
+    for protocol in (2, 3, 4):
+        path = tmp_path / f"p{protocol}"
+        path.write_bytes(pickle.dumps(value, protocol=protocol))
+        loaded = load_pickle(path)
+        np.testing.assert_array_equal(loaded[b"data"], value[b"data"])
+
+
+_BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE annotation [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol9 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+]>
+<annotation><filename>&lol9;</filename></annotation>
+"""
+
+_EXTERNAL_ENTITY = """<?xml version="1.0"?>
+<!DOCTYPE annotation [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<annotation><filename>&secret;</filename></annotation>
+"""
+
+
+@pytest.mark.parametrize("xml", [_BILLION_LAUGHS, _EXTERNAL_ENTITY], ids=["laughs", "external"])
+def test_hostile_xml_is_refused_naming_the_file(tmp_path: Path, xml: str) -> None:
+    samples = [testdata.VOCSample("000001", (testdata.VOCObject("cat"),))]
+    voc_root = testdata.write_voc2007(tmp_path, samples)
+    (voc_root / "Annotations" / "000001.xml").write_text(xml)
+    with pytest.raises(UnsafeDataError, match=r"000001\.xml"):
+        VOCDetection(tmp_path, image_set="train")[0]
+
+
+def test_broken_xml_is_a_dataset_error(tmp_path: Path) -> None:
+    samples = [testdata.VOCSample("000001", (testdata.VOCObject("cat"),))]
+    voc_root = testdata.write_voc2007(tmp_path, samples)
+    xml = voc_root / "Annotations" / "000001.xml"
+    xml.write_text(xml.read_text()[:100])
+    with pytest.raises(DatasetError, match=r"000001\.xml.*not well-formed"):
+        VOCDetection(tmp_path, image_set="train")[0]
