@@ -15,6 +15,9 @@ from stoker.seeding import sample_context
 
 Collate = Callable[[Any], Any]
 
+EMPTY_BATCH: Any = object()
+"""Returned by ``fetch`` when on_error="skip" dropped every sample of a batch."""
+
 
 def _describe(indices: Sequence[int]) -> str:
     shown = ", ".join(str(i) for i in list(indices)[:8])
@@ -35,8 +38,11 @@ class BatchFetcher:
         collate_fn: Collate,
         batch_transform: Callable[[Any], Any] | None,
         seed: int,
+        on_error: str = "raise",
     ):
         self.dataset = dataset
+        self.on_error = on_error
+        self.skipped: list[tuple[int, int, str]] = []  # (epoch, index, repr of the error)
         self.auto_collation = auto_collation
         self.collate_fn = collate_fn
         self.batch_transform = batch_transform
@@ -56,47 +62,59 @@ class BatchFetcher:
                 f"({type(self.dataset).__name__}) has {n} samples (valid indices: 0..{n - 1})"
             )
 
-    def _load_sample(self, epoch: int, index: int) -> Any:
-        with sample_context(self.seed, epoch, index):
-            try:
-                return self.dataset[index]
-            except Exception as error:
-                error.add_note(f"stoker: raised while loading dataset index {index}")
-                raise
-
     def _load_samples(self, epoch: int, indices: Sequence[int]) -> list[Any]:
         # The hot per-sample loop: one context object re-pointed at each index, instead of a
         # context manager per sample, keeps stoker's overhead per sample to a few attribute sets.
         dataset, samples = self.dataset, []
         context = sample_context(self.seed, epoch, 0)
+        skip = self.on_error == "skip"
         with context:
             index = -1
-            try:
-                for index in indices:
-                    context._raw, context._indices = index, None
+            for index in indices:
+                context._raw, context._indices = index, None
+                try:
                     samples.append(dataset[index])
-            except Exception as error:
-                error.add_note(f"stoker: raised while loading dataset index {index}")
-                raise
+                except Exception as error:
+                    if skip:
+                        self.skipped.append((epoch, int(index), repr(error)))
+                        continue
+                    error.add_note(f"stoker: raised while loading dataset index {index}")
+                    raise
         return samples
 
     def fetch(self, epoch: int, indices: Any) -> Any:
         """The batch (or single sample) for ``indices`` in ``epoch``."""
         if not self.auto_collation:
             self._check_range([indices])
-            return self.collate_fn(self._load_sample(epoch, indices))
+            samples = self._load_samples(epoch, [indices])
+            return self.collate_fn(samples[0]) if samples else EMPTY_BATCH
         self._check_range(indices)
         if self._getitems is not None:
+            samples: Any
             with sample_context(self.seed, epoch, indices):
                 try:
                     samples = self._getitems(indices)
                 except Exception as error:
-                    error.add_note(
-                        f"stoker: raised in __getitems__ for dataset indices {_describe(indices)}"
-                    )
-                    raise
+                    if self.on_error != "skip":
+                        error.add_note(
+                            "stoker: raised in __getitems__ for dataset indices "
+                            f"{_describe(indices)}"
+                        )
+                        raise
+                    samples = None
+            if samples is None:  # find the failing samples one by one, keep the rest
+                samples = self._load_samples(epoch, indices)
+                kept = [i for i in indices if i not in {s[1] for s in self.skipped}]
+                if not samples:
+                    return EMPTY_BATCH
+                return self.finish(epoch, kept, samples)
         else:
             samples = self._load_samples(epoch, indices)
+            if not samples:
+                return EMPTY_BATCH
+            if len(samples) < len(indices):
+                dropped = {s[1] for s in self.skipped}
+                indices = [i for i in indices if i not in dropped]
         return self.finish(epoch, indices, samples)
 
     def finish(self, epoch: int, indices: Sequence[int], samples: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from stoker._worker.fetch import BatchFetcher, IterableFetcher
+from stoker._worker.fetch import EMPTY_BATCH, BatchFetcher, IterableFetcher
 from stoker.loader import _pin
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ class InProcessIterator(Iterator[Any]):
             loader.collate_fn,
             loader.batch_transform,
             sample_seed,
+            on_error=loader.on_error,
         )
         self._pin = loader.pin_memory and _pin.pinning_available()
         self._stream: IterableFetcher | None = None
@@ -43,11 +44,18 @@ class InProcessIterator(Iterator[Any]):
         return self
 
     def __next__(self) -> Any:
-        if self._stream is not None:
-            batch = self._stream.next_batch(self.epoch)
-        else:
-            assert self._indices is not None
-            batch = self._fetcher.fetch(self.epoch, next(self._indices))
+        while True:
+            if self._stream is not None:
+                batch = self._stream.next_batch(self.epoch)
+            else:
+                assert self._indices is not None
+                batch = self._fetcher.fetch(self.epoch, next(self._indices))
+            if self._fetcher.skipped:
+                self._loader.skipped.extend(self._fetcher.skipped)
+                self._fetcher.skipped = []
+                self._loader._check_error_budget()
+            if batch is not EMPTY_BATCH:
+                break
         if self._pin:
             batch = _pin.pin(batch)
         self.batches_yielded += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -10,6 +9,7 @@ import torch
 import torch.utils.data
 
 from stoker.collate import default_collate, default_convert
+from stoker.errors import TooManyErrorsError
 from stoker.samplers import BatchSampler, RandomSampler, SequentialSampler
 
 __all__ = ["DataLoader"]
@@ -62,6 +62,10 @@ class DataLoader(Iterable[Any]):
         in_order: bool = True,
         seed: int | None = None,
         batch_transform: Callable[[Any], Any] | None = None,
+        on_error: str = "raise",
+        max_errors: int | float = 0.01,
+        on_worker_death: str = "restart",
+        max_worker_restarts: int = 3,
     ):
         _require(
             isinstance(num_workers, int) and num_workers >= 0,
@@ -116,6 +120,23 @@ class DataLoader(Iterable[Any]):
             seed is None or isinstance(seed, int),
             f"seed must be an integer or None, got {seed!r}",
         )
+        _require(
+            on_error in ("raise", "skip"),
+            f"on_error must be 'raise' or 'skip', got {on_error!r}",
+        )
+        _require(
+            isinstance(max_errors, int | float) and max_errors >= 0,
+            f"max_errors must be a count (int >= 0) or a fraction of the epoch (float in "
+            f"[0, 1)), got {max_errors!r}",
+        )
+        _require(
+            on_worker_death in ("restart", "raise"),
+            f"on_worker_death must be 'restart' or 'raise', got {on_worker_death!r}",
+        )
+        _require(
+            isinstance(max_worker_restarts, int) and max_worker_restarts >= 0,
+            f"max_worker_restarts must be an integer >= 0, got {max_worker_restarts!r}",
+        )
 
         self.dataset = dataset
         self.num_workers = num_workers
@@ -131,6 +152,12 @@ class DataLoader(Iterable[Any]):
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.batch_transform = batch_transform
+        self.on_error = on_error
+        self.max_errors = max_errors
+        self.on_worker_death = on_worker_death
+        self.max_worker_restarts = max_worker_restarts
+        self.skipped: list[tuple[int, int, str]] = []
+        """Samples dropped under on_error="skip": (epoch, dataset index, repr of the error)."""
 
         # One seed for the loader's lifetime when given or drawn from the global RNG; with a
         # generator and no seed, a new one per epoch drawn from it, in torch's order.
@@ -205,6 +232,35 @@ class DataLoader(Iterable[Any]):
 
         return MultiProcessIterator(self, epoch, sample_seed, skip)
 
+    def _check_error_budget(self) -> None:
+        budget = self.max_errors
+        if isinstance(budget, float) and budget < 1:
+            budget = budget * self._samples_per_epoch()
+        if len(self.skipped) > budget:
+            epoch, index, error = self.skipped[-1]
+            raise TooManyErrorsError(
+                f"{len(self.skipped)} samples failed and were skipped, more than max_errors="
+                f"{self.max_errors!r} allows (latest: index {index} in epoch {epoch}: {error}). "
+                "Inspect loader.skipped for the list; fix the data or raise max_errors."
+            )
+
+    def _samples_per_epoch(self) -> int:
+        try:
+            return len(self.dataset)
+        except TypeError:
+            return 0
+
+    def close(self) -> None:
+        """Stop the persistent workers, if any (also done when the loader is collected)."""
+        pool, self._workers = self._workers, None
+        if pool is not None:
+            pool.shutdown()
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_workers", None)
+        if pool is not None:
+            pool.shutdown()
+
     def __len__(self) -> int:
         if self._is_iterable:
             n = len(self.dataset)
@@ -255,6 +311,11 @@ class DataLoader(Iterable[Any]):
                 f"unsupported DataLoader state version {state.get('version')!r}; "
                 f"this stoker writes and reads version {_STATE_VERSION}"
             )
+        if self.num_workers and not self.in_order:
+            raise ValueError(
+                "load_state_dict needs in_order=True: with in_order=False the "
+                "batches delivered are not a prefix of the epoch"
+            )
         if state.get("fresh"):
             self._epoch = int(state["epoch"])
             self._epoch_seed = int(state["sample_seed"])
@@ -267,7 +328,3 @@ class DataLoader(Iterable[Any]):
             f"DataLoader(dataset={type(self.dataset).__name__}, batch_size={self.batch_size}, "
             f"num_workers={self.num_workers}, seed={self.seed})"
         )
-
-
-def _default_context() -> Any:
-    return multiprocessing.get_context("fork")

@@ -1,0 +1,194 @@
+"""The worker process: a plain module-level loop that turns tasks into batches in shared memory.
+
+Invariants:
+* a worker handles one task at a time, in the order it receives them;
+* it writes a batch only into a slot the loader has handed back as free (or a new one), so a
+  batch the user still holds is never overwritten;
+* it never outlives the loader: a watchdog thread notices the parent's death within
+  ``_PARENT_CHECK_INTERVAL_S`` and exits after removing any slot name the loader has not yet
+  claimed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from stoker._transport import codec, shm
+from stoker._worker import info
+from stoker._worker.fetch import EMPTY_BATCH as _EMPTY
+from stoker._worker.fetch import BatchFetcher, IterableFetcher
+from stoker._worker.remote_error import RemoteError
+from stoker.seeding import sample_key
+
+_PARENT_CHECK_INTERVAL_S = 0.25  # workers must be gone within ~2 s of the loader's death
+_INLINE_MAX_BYTES = 16 * 1024  # below this, pickling through the pipe beats slot bookkeeping
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a worker needs besides its id and the dataset; must pickle for spawn."""
+
+    num_workers: int
+    collate_fn: Any
+    batch_transform: Any
+    auto_collation: bool
+    batch_size: int | None
+    drop_last: bool
+    is_iterable: bool
+    worker_init_fn: Any
+    base_seed: int
+    slot_prefix: str
+    use_shm: bool
+    slots_per_worker: int
+    on_error: str = "raise"
+
+
+def seed_globals(base_seed: int, worker_id: int, epoch: int) -> int:
+    """Seed Python's, numpy's and torch's global RNGs distinctly per worker and epoch."""
+    seed = int(sample_key(base_seed, epoch, [-(worker_id + 2)])[0])
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed % 2**63)
+    return seed
+
+
+class _Slots:
+    """This worker's shared-memory slots: which exist, which the loader has handed back."""
+
+    def __init__(self, prefix: str, expected_count: int, num_workers: int):
+        self.prefix = prefix
+        self.maps: dict[int, Any] = {}
+        self.capacity: dict[int, int] = {}
+        self.free: set[int] = set()
+        self._next_id = 0
+        self._expected_total = expected_count * num_workers
+
+    def release(self, slot_ids: list[int]) -> None:
+        self.free.update(slot_ids)
+
+    def acquire(self, nbytes: int) -> tuple[int, str | None, int]:
+        """A slot that fits ``nbytes``: (id, name if newly created, capacity)."""
+        fitting = [s for s in self.free if self.capacity[s] >= nbytes]
+        if fitting:
+            slot = min(fitting, key=self.capacity.__getitem__)
+            self.free.discard(slot)
+            return slot, None, self.capacity[slot]
+        capacity = shm.slot_capacity(nbytes)
+        if not self.maps:  # the first batch: is there room for the whole ring of every worker?
+            shm.check_room(capacity * self._expected_total, "the loader's ring of batch slots")
+        slot, self._next_id = self._next_id, self._next_id + 1
+        name = f"{self.prefix}{slot}"
+        self.maps[slot] = shm.create(name, capacity)
+        self.capacity[slot] = capacity
+        return slot, name, capacity
+
+
+def _pack(batch: Any, slots: _Slots | None) -> tuple[Any, ...]:
+    if slots is not None:
+        skeleton, leaves, nbytes = codec.split(batch)
+        if nbytes >= _INLINE_MAX_BYTES:
+            slot, name, capacity = slots.acquire(nbytes)
+            codec.write_leaves(slots.maps[slot], skeleton, leaves)
+            return ("shm", slot, name, capacity, skeleton, nbytes)
+    return ("inline", codec.to_inline(batch))
+
+
+def _watch_parent(parent_pid: int, prefix: str) -> None:
+    while True:
+        time.sleep(_PARENT_CHECK_INTERVAL_S)
+        if os.getppid() != parent_pid:
+            shm.unlink_leftovers(prefix)
+            os._exit(0)
+
+
+def worker_loop(
+    worker_id: int, dataset: Any, conn: Any, config: WorkerConfig, parent_pid: int
+) -> None:
+    """Serve tasks from ``conn`` until told to stop or the loader goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the loader's to handle
+    torch.set_num_threads(1)
+    prefix = f"{config.slot_prefix}w{worker_id}-"
+    threading.Thread(target=_watch_parent, args=(parent_pid, prefix), daemon=True).start()
+
+    epoch = -1
+    seed = seed_globals(config.base_seed, worker_id, 0)
+    info._set_worker_info(info.WorkerInfo(worker_id, config.num_workers, seed, dataset))
+    slots = _Slots(prefix, config.slots_per_worker, config.num_workers) if config.use_shm else None
+    try:
+        if config.worker_init_fn is not None:
+            config.worker_init_fn(worker_id)
+    except Exception as error:
+        conn.send(("init-error", -1, RemoteError.capture(error, worker_id)))
+        return
+
+    fetchers: dict[int, BatchFetcher] = {}
+    stream: IterableFetcher | None = None
+    stream_epoch = -1
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = message[0]
+        if kind == "stop":
+            return
+        if kind == "free":
+            if slots is not None:
+                slots.release(message[1])
+            continue
+        _, task_id, task_epoch, sample_seed, indices, freed = message
+        if slots is not None:
+            slots.release(freed)
+        if task_epoch != epoch:
+            epoch = task_epoch
+            seed_globals(config.base_seed, worker_id, epoch)
+        fetcher = fetchers.get(sample_seed)
+        if fetcher is None:
+            fetchers.clear()
+            fetcher = fetchers[sample_seed] = BatchFetcher(
+                dataset,
+                config.auto_collation,
+                config.collate_fn,
+                config.batch_transform,
+                sample_seed,
+                on_error=config.on_error,
+            )
+        try:
+            if kind == "next":
+                if stream is None or stream_epoch != epoch:
+                    stream, stream_epoch = (
+                        IterableFetcher(
+                            dataset,
+                            fetcher,
+                            config.batch_size,
+                            config.drop_last,
+                            position_offset=worker_id,
+                            position_stride=config.num_workers,
+                        ),
+                        epoch,
+                    )
+                try:
+                    batch = stream.next_batch(epoch)
+                except StopIteration:
+                    stream = None
+                    conn.send(("end", task_id, None))
+                    continue
+            else:
+                batch = fetcher.fetch(epoch, indices)
+            skipped, fetcher.skipped = fetcher.skipped, []
+            payload = None if batch is _EMPTY else _pack(batch, slots)
+            del batch
+        except Exception as error:
+            fetcher.skipped = []
+            conn.send(("error", task_id, RemoteError.capture(error, worker_id)))
+            continue
+        conn.send(("batch", task_id, payload, skipped))

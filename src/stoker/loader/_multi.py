@@ -1,0 +1,263 @@
+"""The multi-process iterator: dispatches batches of indices, reorders results, survives deaths.
+
+Invariants:
+* at most ``prefetch_factor`` tasks are in flight per worker, so at most
+  ``prefetch_factor * num_workers`` batches are being made or waiting at any time;
+* task ids of one epoch are consecutive; ``_reorder`` holds finished batches whose turn has
+  not come (in_order=True), so the user sees them in sampler order whatever finishes first;
+* a task is dropped from ``_pending`` only when its batch (or error) has been delivered;
+  a dead worker's tasks are resent to its replacement and recomputed identically, since every
+  sample's randomness depends only on (seed, epoch, index).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from stoker._worker.remote_error import RemoteError
+from stoker.errors import LoaderTimeoutError, WorkerDiedError
+from stoker.loader import _pin
+from stoker.loader._pool import _POLL_INTERVAL_S, Task, WorkerHandle, WorkerPool, describe_exit
+
+if TYPE_CHECKING:
+    from stoker.loader.dataloader import DataLoader
+
+_END = object()  # an iterable dataset's worker ran out of samples for this task
+_SKIPPED = object()  # every sample of the batch was skipped under on_error="skip"
+
+
+def _indices_text(task: Task) -> str:
+    if task.indices is None:
+        return f"batch {task.task_id} of its stream"
+    indices = task.indices if isinstance(task.indices, list) else [task.indices]
+    shown = ", ".join(map(str, indices[:8]))
+    return f"dataset indices [{shown}{', ...' if len(indices) > 8 else ''}]"
+
+
+class MultiProcessIterator(Iterator[Any]):
+    """Feeds worker processes batches of indices and yields their batches in order."""
+
+    def __init__(self, loader: DataLoader, epoch: int, sample_seed: int, skip_batches: int):
+        self._loader = loader
+        self.epoch = epoch
+        self.sample_seed = sample_seed
+        self.batches_yielded = skip_batches
+        self._skip_stream_batches = skip_batches if loader._is_iterable else 0
+        self._in_order = loader.in_order
+        self._timeout = loader.timeout
+        self._pin = loader.pin_memory and _pin.pinning_available()
+        self._restarts = 0
+        pool = loader._workers if loader.persistent_workers else None
+        if pool is None or pool.closed:
+            pool = WorkerPool(loader, base_seed=loader.seed)
+            if loader.persistent_workers:
+                loader._workers = pool
+        self._pool: WorkerPool | None = pool
+        self._owns_pool = not loader.persistent_workers
+        self._indices: Iterator[Any] | None = (
+            None if loader._is_iterable else iter(loader._index_sampler)
+        )
+        self._streaming = list(range(pool.num_workers)) if loader._is_iterable else []
+        self._rr = 0
+        self._pending: dict[int, Task] = {}  # dispatched, not yet delivered, by task id
+        self._reorder: dict[int, Any] = {}
+        self._next_id = pool.next_task_id
+        self._first_id = self._next_id
+        self._sampler_done = False
+        self._fill()
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def _pick_worker(self, pool: WorkerPool) -> WorkerHandle | None:
+        limit = pool.prefetch_factor
+        if self._loader._is_iterable:  # round robin, as torch: deterministic stream order
+            for _ in range(len(self._streaming)):
+                worker = pool.workers[self._streaming[self._rr % len(self._streaming)]]
+                self._rr += 1
+                if len(worker.in_flight) < limit:
+                    return worker
+            return None
+        candidates = [w for w in pool.workers if len(w.in_flight) < limit]
+        return min(candidates, key=lambda w: len(w.in_flight), default=None)
+
+    def _fill(self) -> None:
+        pool = self._pool
+        assert pool is not None
+        while not self._sampler_done:
+            if self._loader._is_iterable and not self._streaming:
+                self._sampler_done = True
+                break
+            worker = self._pick_worker(pool)
+            if worker is None:
+                break
+            if self._indices is not None:
+                try:
+                    indices = next(self._indices)
+                except StopIteration:
+                    self._sampler_done = True
+                    break
+            else:
+                indices = None
+            task = Task(self._next_id, self.epoch, self.sample_seed, indices)
+            self._next_id += 1
+            pool.next_task_id = self._next_id
+            self._pending[task.task_id] = task
+            pool.submit(worker.worker_id, task)
+
+    # -- receive -----------------------------------------------------------------------------
+
+    def _handle(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
+        pool = self._pool
+        assert pool is not None
+        kind, task_id = message[0], message[1]
+        if kind == "died":
+            self._on_death(worker, message[2])
+            return
+        if kind == "init-error":
+            self._close()
+            message[2].reraise()
+        task = worker.in_flight.pop(task_id, None)
+        if task is None or task_id not in self._pending:
+            if kind == "batch" and message[2] is not None:
+                pool.materialize(worker, message[2])  # a stale batch: map it, let it go
+            return
+        if kind == "batch":
+            if message[3]:
+                self._record_skipped(message[3])
+            value = _SKIPPED if message[2] is None else pool.materialize(worker, message[2])
+        elif kind == "end":
+            value = _END
+            if worker.worker_id in self._streaming:
+                self._streaming.remove(worker.worker_id)
+        else:
+            value = message[2]  # a RemoteError, raised when its turn comes
+        self._reorder[task_id] = value
+
+    def _record_skipped(self, skipped: list[tuple[int, int, str]]) -> None:
+        loader = self._loader
+        loader.skipped.extend(skipped)
+        loader._check_error_budget()
+
+    def _on_death(self, worker: WorkerHandle, exitcode: int | None) -> None:
+        loader, pool = self._loader, self._pool
+        assert pool is not None
+        held = sorted(worker.in_flight)
+        tasks_text = "; ".join(_indices_text(worker.in_flight[t]) for t in held) or "no batch"
+        what = (
+            f"DataLoader worker {worker.worker_id} (pid {worker.process.pid}) "
+            f"{describe_exit(exitcode)} while holding {tasks_text}"
+        )
+        if loader.on_worker_death != "restart" or self._restarts >= loader.max_worker_restarts:
+            self._close()
+            budget = (
+                f" after {self._restarts} restart(s) this epoch (max_worker_restarts="
+                f"{loader.max_worker_restarts})"
+                if loader.on_worker_death == "restart"
+                else " (on_worker_death='raise')"
+            )
+            raise WorkerDiedError(
+                f"{what}{budget}. If it was killed for memory, lower batch_size, "
+                "prefetch_factor or num_workers; if a sample crashes it, load that index alone "
+                "with num_workers=0 to see why."
+            )
+        self._restarts += 1
+        warnings.warn(
+            f"{what}; restarting it and resending its batches", RuntimeWarning, stacklevel=4
+        )
+        pool.restart(worker.worker_id)
+
+    def _wait_for(self, task_id: int | None) -> None:
+        """Block until some message arrives (or timeout), staying responsive to deaths."""
+        pool = self._pool
+        assert pool is not None
+        started = time.monotonic()
+        while True:
+            events = pool.wait(_POLL_INTERVAL_S)
+            for worker, message in events:
+                self._handle(worker, message)
+            if events:
+                return
+            if self._timeout and time.monotonic() - started > self._timeout:
+                self._raise_timeout(task_id)
+
+    def _raise_timeout(self, task_id: int | None) -> None:
+        pool = self._pool
+        assert pool is not None
+        holder = next((w for w in pool.workers if task_id in w.in_flight), None)
+        task = self._pending.get(task_id) if task_id is not None else None
+        who = f"worker {holder.worker_id} (pid {holder.process.pid})" if holder else "no worker"
+        what = _indices_text(task) if task is not None else "the next batch"
+        self._close()
+        raise LoaderTimeoutError(
+            f"DataLoader timed out after {self._timeout} s waiting for {what} from {who}; "
+            "the dataset may be stuck (I/O, a lock, a deadlock in a C extension). Raise "
+            "timeout= if loading a batch legitimately takes longer."
+        )
+
+    # -- iteration -----------------------------------------------------------------------------
+
+    def __iter__(self) -> MultiProcessIterator:
+        return self
+
+    def __next__(self) -> Any:
+        while True:
+            value = self._next_value()
+            if value is _END or value is _SKIPPED:
+                continue
+            if self._skip_stream_batches:
+                self._skip_stream_batches -= 1
+                continue
+            if isinstance(value, RemoteError):
+                self._close()
+                value.reraise()
+            self.batches_yielded += 1
+            return _pin.pin(value) if self._pin else value
+
+    def _next_value(self) -> Any:
+        if self._pool is None:
+            raise StopIteration
+        while True:
+            if self._in_order:
+                expected = self._first_id
+                if expected in self._reorder:
+                    return self._take(expected)
+            elif self._reorder:
+                return self._take(next(iter(self._reorder)))
+            if not self._pending:
+                self._finish()
+                raise StopIteration
+            self._wait_for(self._first_id if self._in_order else None)
+
+    def _take(self, task_id: int) -> Any:
+        value = self._reorder.pop(task_id)
+        del self._pending[task_id]
+        while self._first_id not in self._pending and self._first_id < self._next_id:
+            self._first_id += 1
+        self._fill()
+        assert self._pool is not None
+        self._pool.flush_frees()
+        return value
+
+    def _finish(self) -> None:
+        if self._owns_pool:
+            self._close()
+        else:
+            self._pool = None
+
+    def _close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None and self._owns_pool:
+            pool.shutdown()
+
+    def close(self) -> None:
+        """Stop this iterator's workers now (also done on exhaustion and garbage collection)."""
+        self._close()
+
+    def __del__(self) -> None:
+        self._close()
+
+    def __len__(self) -> int:
+        return len(self._loader)

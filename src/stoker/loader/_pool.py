@@ -1,0 +1,257 @@
+"""WorkerPool: starts, feeds, watches, restarts and stops the worker processes of one loader.
+
+Invariants:
+* the pool knows, at every moment, which tasks (batch ids and their dataset indices) each worker
+  holds — ``in_flight`` — so a dead worker's batches can be sent to its replacement;
+* a slot is handed back to its worker only when every tensor viewing it is garbage (a finalizer
+  on the batch's buffer owner), and only to the worker generation that made it;
+* every wait is bounded by ``_POLL_INTERVAL_S`` and checks process sentinels, so a dead worker is
+  seen within that interval, never waited on forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from stoker._transport import codec, shm
+from stoker._worker.loop import WorkerConfig, worker_loop
+
+_POLL_INTERVAL_S = 0.1  # longest wait between liveness checks
+_WORKER_JOIN_TIMEOUT_S = 2.0  # grace for a clean exit before terminate, then kill
+_SLOT_HEADROOM = 3  # slots beyond prefetch_factor: the batch the user holds, and one being made
+
+
+@dataclass
+class Task:
+    """One batch to make: its id, the epoch, the seed its samples derive from, its indices."""
+
+    task_id: int
+    epoch: int
+    sample_seed: int
+    indices: Any  # list of indices, one index (batch_size=None), or None (iterable dataset)
+
+
+@dataclass
+class WorkerHandle:
+    """The loader's side of one worker process."""
+
+    worker_id: int
+    generation: int
+    process: Any
+    conn: Any
+    slots: dict[int, Any] = field(default_factory=dict)
+    pending_free: list[int] = field(default_factory=list)
+    in_flight: dict[int, Task] = field(default_factory=dict)
+    alive: bool = True
+
+
+def resolve_context(context: Any) -> Any:
+    """multiprocessing_context as torch accepts it: None (fork on Linux), a name, or a context."""
+    if context is None:
+        method = "fork" if sys.platform.startswith("linux") else None
+        return multiprocessing.get_context(method)
+    if isinstance(context, str):
+        if context not in multiprocessing.get_all_start_methods():
+            raise ValueError(
+                f"multiprocessing_context={context!r} is not a start method on this platform; "
+                f"choose from {multiprocessing.get_all_start_methods()}"
+            )
+        return multiprocessing.get_context(context)
+    if not hasattr(context, "Process"):
+        raise TypeError(
+            "multiprocessing_context must be None, a start method name or a multiprocessing "
+            f"context, got {type(context).__name__}"
+        )
+    return context
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "is unresponsive"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (the kernel's OOM killer sends SIGKILL)" if name == "SIGKILL" else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with code {exitcode}"
+
+
+def _shutdown_processes(processes: list[Any], conns: list[Any], prefix: str) -> None:
+    """Stop workers and sweep slot names; safe to call twice and at interpreter exit."""
+    for conn in conns:
+        with contextlib.suppress(OSError, ValueError):
+            conn.send(("stop",))
+    deadline = time.monotonic() + _WORKER_JOIN_TIMEOUT_S
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+            process.join(0.5)
+        if process.is_alive():
+            process.kill()
+            process.join(0.5)
+    for conn in conns:
+        conn.close()
+    shm.unlink_leftovers(prefix)
+
+
+class WorkerPool:
+    """The worker processes of a loader, their pipes, and their shared-memory slots."""
+
+    def __init__(self, loader: Any, base_seed: int):
+        self.num_workers = loader.num_workers
+        self.prefetch_factor = loader.prefetch_factor
+        self._context = resolve_context(loader.multiprocessing_context)
+        self._dataset = loader.dataset
+        self.prefix = shm.new_pool_token()
+        self.config = WorkerConfig(
+            num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn,
+            batch_transform=loader.batch_transform,
+            auto_collation=loader._auto_collation,
+            batch_size=loader.batch_size,
+            drop_last=loader.drop_last,
+            is_iterable=loader._is_iterable,
+            worker_init_fn=loader.worker_init_fn,
+            base_seed=base_seed,
+            slot_prefix=self.prefix,
+            use_shm=shm.available(),
+            slots_per_worker=self.prefetch_factor + _SLOT_HEADROOM,
+            on_error=loader.on_error,
+        )
+        self.next_task_id = 0
+        self.closed = False
+        self.workers: list[WorkerHandle] = []
+        self._processes: list[Any] = []
+        self._conns: list[Any] = []
+        self._finalizer = weakref.finalize(
+            self, _shutdown_processes, self._processes, self._conns, self.prefix
+        )
+        for worker_id in range(self.num_workers):
+            self.workers.append(self._start(worker_id, generation=0))
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def _start(self, worker_id: int, generation: int) -> WorkerHandle:
+        parent_end, child_end = self._context.Pipe(duplex=True)
+        config = self.config
+        if generation:
+            config = _with_prefix(config, f"{self.prefix}g{generation}-")
+        process = self._context.Process(
+            target=worker_loop,
+            args=(worker_id, self._dataset, child_end, config, os.getpid()),
+            daemon=True,
+            name=f"stoker-worker-{worker_id}",
+        )
+        process.start()
+        child_end.close()
+        self._processes.append(process)
+        self._conns.append(parent_end)
+        return WorkerHandle(worker_id, generation, process, parent_end)
+
+    def restart(self, worker_id: int) -> WorkerHandle:
+        """Replace a dead worker by a fresh process; its in-flight tasks are returned to resend."""
+        old = self.workers[worker_id]
+        old.alive = False
+        old.process.join(0.1)
+        shm.unlink_leftovers(
+            f"{self.prefix}g{old.generation}-w{worker_id}-"
+            if old.generation
+            else f"{self.prefix}w{worker_id}-"
+        )
+        new = self._start(worker_id, old.generation + 1)
+        new.in_flight = old.in_flight
+        old.in_flight = {}
+        self.workers[worker_id] = new
+        for task in new.in_flight.values():
+            self._send_task(new, task)
+        return new
+
+    def shutdown(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._finalizer()
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    def _send_task(self, worker: WorkerHandle, task: Task) -> None:
+        kind = "next" if self.config.is_iterable else "task"
+        freed, worker.pending_free = worker.pending_free, []
+        worker.conn.send((kind, task.task_id, task.epoch, task.sample_seed, task.indices, freed))
+
+    def submit(self, worker_id: int, task: Task) -> None:
+        worker = self.workers[worker_id]
+        worker.in_flight[task.task_id] = task
+        self._send_task(worker, task)
+
+    def wait(self, timeout: float) -> list[tuple[WorkerHandle, Any]]:
+        """Messages that arrived within ``timeout`` s, and ("died", exitcode) for dead workers."""
+        live = [w for w in self.workers if w.alive]
+        waitables: list[Any] = [w.conn for w in live] + [w.process.sentinel for w in live]
+        ready = set(multiprocessing.connection.wait(waitables, timeout))
+        events: list[tuple[WorkerHandle, Any]] = []
+        for worker in live:
+            try:
+                while worker.conn.poll():
+                    events.append((worker, worker.conn.recv()))
+            except (EOFError, OSError):
+                pass
+            if worker.process.sentinel in ready or not worker.process.is_alive():
+                try:  # a worker may die right after sending: take what it sent first
+                    while worker.conn.poll():
+                        events.append((worker, worker.conn.recv()))
+                except (EOFError, OSError):
+                    pass
+                worker.process.join(0.05)
+                if not worker.process.is_alive():
+                    worker.alive = False
+                    events.append((worker, ("died", -1, worker.process.exitcode)))
+        return events
+
+    # -- batches -------------------------------------------------------------------------------
+
+    def materialize(self, worker: WorkerHandle, payload: tuple[Any, ...]) -> Any:
+        """The batch a worker sent: inline values, or zero-copy views of its slot."""
+        if payload[0] == "inline":
+            return codec.from_inline(payload[1])
+        _, slot, name, capacity, skeleton, nbytes = payload
+        if name is not None:
+            worker.slots[slot] = shm.open_and_unlink(name, capacity)
+        owner = (ctypes.c_char * nbytes).from_buffer(worker.slots[slot])
+        finalizer = weakref.finalize(owner, self._release, worker, slot)
+        finalizer.atexit = False
+        return codec.rebuild(skeleton, np.frombuffer(owner, np.uint8))
+
+    def _release(self, worker: WorkerHandle, slot: int) -> None:
+        # Runs whenever the user's last view of a batch dies, in any thread: only a list append.
+        if worker.alive and not self.closed:
+            worker.pending_free.append(slot)
+
+    def flush_frees(self) -> None:
+        """Hand freed slots back to idle workers (busy ones get them with their next task)."""
+        for worker in self.workers:
+            if worker.pending_free and worker.alive and not worker.in_flight:
+                freed, worker.pending_free = worker.pending_free, []
+                with contextlib.suppress(OSError, ValueError):
+                    worker.conn.send(("free", freed))
+
+
+def _with_prefix(config: WorkerConfig, prefix: str) -> WorkerConfig:
+    from dataclasses import replace
+
+    return replace(config, slot_prefix=prefix)
