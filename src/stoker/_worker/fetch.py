@@ -86,36 +86,35 @@ class BatchFetcher:
         """The batch (or single sample) for ``indices`` in ``epoch``."""
         if not self.auto_collation:
             self._check_range([indices])
-            samples = self._load_samples(epoch, [indices])
-            return self.collate_fn(samples[0]) if samples else EMPTY_BATCH
+            single = self._load_samples(epoch, [indices])
+            return self.collate_fn(single[0]) if single else EMPTY_BATCH
         self._check_range(indices)
-        if self._getitems is not None:
-            samples: Any
-            with sample_context(self.seed, epoch, indices):
-                try:
-                    samples = self._getitems(indices)
-                except Exception as error:
-                    if self.on_error != "skip":
-                        error.add_note(
-                            "stoker: raised in __getitems__ for dataset indices "
-                            f"{_describe(indices)}"
-                        )
-                        raise
-                    samples = None
-            if samples is None:  # find the failing samples one by one, keep the rest
-                samples = self._load_samples(epoch, indices)
-                kept = [i for i in indices if i not in {s[1] for s in self.skipped}]
-                if not samples:
-                    return EMPTY_BATCH
-                return self.finish(epoch, kept, samples)
-        else:
+        samples = self._fetch_batched(epoch, indices) if self._getitems is not None else None
+        if samples is None:
             samples = self._load_samples(epoch, indices)
             if not samples:
                 return EMPTY_BATCH
             if len(samples) < len(indices):
-                dropped = {s[1] for s in self.skipped}
+                dropped = {skipped[1] for skipped in self.skipped}
                 indices = [i for i in indices if i not in dropped]
         return self.finish(epoch, indices, samples)
+
+    def _fetch_batched(self, epoch: int, indices: Sequence[int]) -> Any:
+        """``__getitems__``'s result; None if it raised under on_error="skip".
+
+        The caller then loads the samples one by one, to find and drop the failing ones.
+        """
+        assert self._getitems is not None
+        with sample_context(self.seed, epoch, indices):
+            try:
+                return self._getitems(indices)
+            except Exception as error:
+                if self.on_error == "skip":
+                    return None
+                error.add_note(
+                    f"stoker: raised in __getitems__ for dataset indices {_describe(indices)}"
+                )
+                raise
 
     def finish(self, epoch: int, indices: Sequence[int], samples: Any) -> Any:
         """Collate fetched samples and apply the batch transform."""

@@ -164,7 +164,7 @@ def worker_loop(
             )
         try:
             if kind == "next":
-                if stream is None or stream_epoch != epoch:
+                if stream_epoch != epoch:  # a new epoch: a new pass over this worker's shard
                     stream, stream_epoch = (
                         IterableFetcher(
                             dataset,
@@ -177,6 +177,8 @@ def worker_loop(
                         epoch,
                     )
                 try:
+                    if stream is None:  # this shard already ended in this epoch
+                        raise StopIteration
                     batch = stream.next_batch(epoch)
                 except StopIteration:
                     stream = None

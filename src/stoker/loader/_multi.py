@@ -1,8 +1,9 @@
 """The multi-process iterator: dispatches batches of indices, reorders results, survives deaths.
 
 Invariants:
-* at most ``prefetch_factor`` tasks are in flight per worker, so at most
-  ``prefetch_factor * num_workers`` batches are being made or waiting at any time;
+* at most ``prefetch_factor`` tasks are in flight per worker, and at most
+  ``prefetch_factor * num_workers`` batches are dispatched but not yet delivered, finished
+  ones waiting in the reorder buffer included;
 * task ids of one epoch are consecutive; ``_reorder`` holds finished batches whose turn has
   not come (in_order=True), so the user sees them in sampler order whatever finishes first;
 * a task is dropped from ``_pending`` only when its batch (or error) has been delivered;
@@ -21,6 +22,7 @@ from stoker._worker.remote_error import RemoteError
 from stoker.errors import LoaderTimeoutError, WorkerDiedError
 from stoker.loader import _pin
 from stoker.loader._pool import _POLL_INTERVAL_S, Task, WorkerHandle, WorkerPool, describe_exit
+from stoker.loader._progress import Progress
 
 if TYPE_CHECKING:
     from stoker.loader.dataloader import DataLoader
@@ -40,11 +42,12 @@ def _indices_text(task: Task) -> str:
 class MultiProcessIterator(Iterator[Any]):
     """Feeds worker processes batches of indices and yields their batches in order."""
 
-    def __init__(self, loader: DataLoader, epoch: int, sample_seed: int, skip_batches: int):
+    def __init__(self, loader: DataLoader, progress: Progress):
         self._loader = loader
-        self.epoch = epoch
-        self.sample_seed = sample_seed
-        self.batches_yielded = skip_batches
+        self.progress = progress
+        self.epoch = progress.epoch
+        self.sample_seed = progress.sample_seed
+        skip_batches = progress.batches_yielded
         self._skip_stream_batches = skip_batches if loader._is_iterable else 0
         self._in_order = loader.in_order
         self._timeout = loader.timeout
@@ -86,7 +89,8 @@ class MultiProcessIterator(Iterator[Any]):
     def _fill(self) -> None:
         pool = self._pool
         assert pool is not None
-        while not self._sampler_done:
+        budget = pool.prefetch_factor * pool.num_workers
+        while not self._sampler_done and len(self._pending) < budget:
             if self._loader._is_iterable and not self._streaming:
                 self._sampler_done = True
                 break
@@ -213,7 +217,7 @@ class MultiProcessIterator(Iterator[Any]):
             if isinstance(value, RemoteError):
                 self._close()
                 value.reraise()
-            self.batches_yielded += 1
+            self.progress.batches_yielded += 1
             return _pin.pin(value) if self._pin else value
 
     def _next_value(self) -> Any:
@@ -248,7 +252,7 @@ class MultiProcessIterator(Iterator[Any]):
             self._pool = None
 
     def _close(self) -> None:
-        pool, self._pool = self._pool, None
+        pool, self._pool = getattr(self, "_pool", None), None  # __init__ may have failed
         if pool is not None and self._owns_pool:
             pool.shutdown()
 
@@ -257,7 +261,8 @@ class MultiProcessIterator(Iterator[Any]):
         self._close()
 
     def __del__(self) -> None:
-        self._close()
+        if getattr(self, "_owns_pool", False):
+            self._close()
 
     def __len__(self) -> int:
         return len(self._loader)

@@ -30,7 +30,10 @@ from stoker._worker.loop import WorkerConfig, worker_loop
 
 _POLL_INTERVAL_S = 0.1  # longest wait between liveness checks
 _WORKER_JOIN_TIMEOUT_S = 2.0  # grace for a clean exit before terminate, then kill
-_SLOT_HEADROOM = 3  # slots beyond prefetch_factor: the batch the user holds, and one being made
+# A worker's ring holds its undelivered batches (up to 2 * prefetch_factor when the other
+# workers lag), the batch being returned, the one the user's loop variable still holds, and
+# one freed but not yet handed back.
+_SLOT_HEADROOM = 3
 
 
 @dataclass
@@ -131,7 +134,7 @@ class WorkerPool:
             base_seed=base_seed,
             slot_prefix=self.prefix,
             use_shm=shm.available(),
-            slots_per_worker=self.prefetch_factor + _SLOT_HEADROOM,
+            slots_per_worker=2 * self.prefetch_factor + _SLOT_HEADROOM,
             on_error=loader.on_error,
         )
         self.next_task_id = 0

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from stoker._worker.fetch import EMPTY_BATCH, BatchFetcher, IterableFetcher
 from stoker.loader import _pin
+from stoker.loader._progress import Progress
 
 if TYPE_CHECKING:
     from stoker.loader.dataloader import DataLoader
@@ -15,11 +16,12 @@ if TYPE_CHECKING:
 class InProcessIterator(Iterator[Any]):
     """Loads each batch in the calling thread when asked for it."""
 
-    def __init__(self, loader: DataLoader, epoch: int, sample_seed: int, skip_batches: int):
+    def __init__(self, loader: DataLoader, progress: Progress):
         self._loader = loader
-        self.epoch = epoch
-        self.sample_seed = sample_seed
-        self.batches_yielded = skip_batches
+        self.progress = progress
+        self.epoch = epoch = progress.epoch
+        self.sample_seed = sample_seed = progress.sample_seed
+        skip_batches = progress.batches_yielded
         self._fetcher = BatchFetcher(
             loader.dataset,
             loader._auto_collation,
@@ -58,7 +60,7 @@ class InProcessIterator(Iterator[Any]):
                 break
         if self._pin:
             batch = _pin.pin(batch)
-        self.batches_yielded += 1
+        self.progress.batches_yielded += 1
         return batch
 
     def __len__(self) -> int:

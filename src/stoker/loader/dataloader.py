@@ -10,6 +10,7 @@ import torch.utils.data
 
 from stoker.collate import default_collate, default_convert
 from stoker.errors import TooManyErrorsError
+from stoker.loader._progress import Progress
 from stoker.samplers import BatchSampler, RandomSampler, SequentialSampler
 
 __all__ = ["DataLoader"]
@@ -138,6 +139,10 @@ class DataLoader(Iterable[Any]):
             f"max_worker_restarts must be an integer >= 0, got {max_worker_restarts!r}",
         )
 
+        if num_workers > 0:
+            from stoker.loader._pool import resolve_context
+
+            resolve_context(multiprocessing_context)  # fail here, not at the first iter()
         self.dataset = dataset
         self.num_workers = num_workers
         self.prefetch_factor = prefetch_factor
@@ -189,7 +194,7 @@ class DataLoader(Iterable[Any]):
         self._epoch = 0
         self._epoch_seed = self.seed
         self._resume: dict[str, Any] | None = None
-        self._iterator: Any = None
+        self._progress: Progress | None = None
         self._workers: Any = None  # the persistent worker pool, when persistent_workers
 
     # -- iteration -----------------------------------------------------------------------------
@@ -220,17 +225,14 @@ class DataLoader(Iterable[Any]):
             if sampler is not None and hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
         self._epoch = epoch + 1
-        self._iterator = self._make_iterator(epoch, self._epoch_seed, skip)
-        return self._iterator  # type: ignore[no-any-return]
-
-    def _make_iterator(self, epoch: int, sample_seed: int, skip: int) -> Any:
+        self._progress = Progress(epoch, self._epoch_seed, skip)
         if self.num_workers == 0:
             from stoker.loader._single import InProcessIterator
 
-            return InProcessIterator(self, epoch, sample_seed, skip)
+            return InProcessIterator(self, self._progress)
         from stoker.loader._multi import MultiProcessIterator
 
-        return MultiProcessIterator(self, epoch, sample_seed, skip)
+        return MultiProcessIterator(self, self._progress)
 
     def _check_error_budget(self) -> None:
         budget = self.max_errors
@@ -276,8 +278,8 @@ class DataLoader(Iterable[Any]):
 
         Taken between batches; it holds counters and seeds, never sample data.
         """
-        iterator = self._iterator
-        if iterator is None:
+        progress = self._progress
+        if progress is None:
             return {
                 "version": _STATE_VERSION,
                 "epoch": self._epoch,
@@ -286,7 +288,7 @@ class DataLoader(Iterable[Any]):
                 "sampler": None,
                 "fresh": True,
             }
-        yielded = int(iterator.batches_yielded)
+        yielded = progress.batches_yielded
         sampler_state = None
         sampler = self._index_sampler
         if sampler is not None and hasattr(sampler, "state_dict"):
@@ -297,9 +299,9 @@ class DataLoader(Iterable[Any]):
                 sampler_state["position"] = yielded
         return {
             "version": _STATE_VERSION,
-            "epoch": int(iterator.epoch),
+            "epoch": progress.epoch,
             "batches_yielded": yielded,
-            "sample_seed": int(iterator.sample_seed),
+            "sample_seed": progress.sample_seed,
             "sampler": sampler_state,
             "fresh": False,
         }

@@ -1,0 +1,52 @@
+"""Fixtures for tests with real worker processes: every test must leave no child or segment."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+
+def stoker_segments() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob(f"stoker-{os.getpid()}-*")}
+
+
+def wait_until(condition, timeout_s: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def _is_helper(process: psutil.Process) -> bool:
+    # multiprocessing's own long-lived helpers (spawn's resource tracker, the forkserver)
+    # belong to the interpreter, not to a loader
+    try:
+        command = " ".join(process.cmdline())
+    except psutil.Error:
+        return True
+    return "resource_tracker" in command or "forkserver" in command
+
+
+def live_children() -> list[psutil.Process]:
+    return [
+        c
+        for c in psutil.Process().children(recursive=True)
+        if c.status() != "zombie" and not _is_helper(c)
+    ]
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """After each test: no worker processes left, no stoker shared-memory names left."""
+    yield
+    gc.collect()
+    assert wait_until(lambda: not live_children()), f"orphan workers: {live_children()}"
+    assert not stoker_segments(), f"leaked /dev/shm segments: {stoker_segments()}"
