@@ -1,0 +1,107 @@
+"""The fused CIFAR train path is bit-for-bit the unfused transforms, for any shape and option."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import CIFAR_MEAN, CIFAR_STD
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stoker import seeding
+from stoker import transforms as T
+from stoker.transforms._compose import _FusedRun
+
+
+@st.composite
+def pipelines(draw):
+    n = draw(st.integers(1, 9))
+    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    c = draw(st.sampled_from([1, 3, 4]))
+    members = []
+    if draw(st.booleans()):
+        padding = draw(st.sampled_from([None, 0, 2, (1, 3), (0, 1, 2, 3)]))
+        mode = draw(st.sampled_from(["constant", "edge", "reflect", "symmetric"]))
+        fill = draw(st.sampled_from([0, 9, tuple(range(10, 10 + c))]))
+        size = (draw(st.integers(1, h + 4)), draw(st.integers(1, w + 4)))
+        members.append(
+            T.RandomCrop(size, padding=padding, pad_if_needed=True, fill=fill, padding_mode=mode)
+        )
+    if draw(st.booleans()):
+        members.append(T.RandomHorizontalFlip(draw(st.sampled_from([0.0, 0.5, 1.0]))))
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    members += [T.ToImage(), T.ToDtype(dtype, scale=True)]
+    if draw(st.booleans()):
+        members.append(T.Normalize(list(np.linspace(0.3, 0.6, c)), list(np.linspace(0.2, 0.3, c))))
+    single = draw(st.booleans())
+    return members, (n, h, w, c), single
+
+
+@settings(max_examples=60, deadline=None)
+@given(pipelines(), st.integers(0, 2**32))
+def test_fused_equals_unfused(pipeline, seed):
+    members, shape, single = pipeline
+    x = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    if single:
+        x = x[0]
+    indices = np.arange(1) if single else np.arange(shape[0])
+    fused, unfused = T.Compose(members), T.Compose(members, fuse=False)
+    assert any(isinstance(step, _FusedRun) for step in fused._plan)
+    with seeding.sample_context(seed, 1, indices):
+        a = fused(x)
+    with seeding.sample_context(seed, 1, indices):
+        b = unfused(x)
+    assert a.shape == b.shape and a.dtype == b.dtype
+    assert torch.equal(a, b)
+
+
+def test_fused_output_is_a_contiguous_nchw_float_tensor():
+    x = np.zeros((4, 32, 32, 3), np.uint8)
+    out = T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.ToImage(),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(CIFAR_MEAN, CIFAR_STD),
+        ]
+    )(x)
+    assert out.shape == (4, 3, 32, 32) and out.is_contiguous() and out.dtype == torch.float32
+
+
+def test_input_the_fused_path_does_not_take_still_works():
+    pipeline = T.Compose(
+        [T.RandomCrop(8, padding=1), T.ToImage(), T.ToDtype(torch.float32, scale=True)]
+    )
+    tensor = torch.zeros((2, 3, 8, 8), dtype=torch.uint8)
+    assert pipeline(tensor).shape == (2, 3, 8, 8)
+    floats = np.zeros((8, 8, 3), np.float32)
+    assert pipeline(floats).shape == (3, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        [T.RandomHorizontalFlip(), T.RandomCrop(8)],
+        [T.ToImage(), T.ToDtype(torch.float32)],
+        [T.ToImage(), T.ToDtype(torch.uint8, scale=True)],
+        [T.Normalize(0.5, 0.5)],
+    ],
+)
+def test_other_sequences_are_not_fused(members):
+    assert not any(isinstance(step, _FusedRun) for step in T.Compose(members)._plan)
+
+
+def test_fused_input_is_not_modified():
+    x = np.random.default_rng(0).integers(0, 256, (5, 10, 10, 3), dtype=np.uint8)
+    before = x.copy()
+    T.Compose(
+        [
+            T.RandomCrop(10, padding=2),
+            T.RandomHorizontalFlip(1.0),
+            T.ToImage(),
+            T.ToDtype(torch.float32, scale=True),
+        ]
+    )(x)
+    assert np.array_equal(x, before)
