@@ -1,5 +1,6 @@
 """stoker: PyTorch-style data loading that keeps training jobs fed."""
 
+from stoker import datasets, seeding, transforms
 from stoker._collated import CollatedSamples
 from stoker._worker.info import WorkerInfo, get_worker_info
 from stoker.collate import default_collate, default_convert, numpy_collate, pad_collate
@@ -20,6 +21,7 @@ from stoker.errors import (
     SharedMemoryError,
     StokerError,
     TooManyErrorsError,
+    TransformError,
     UnsafeDataError,
     WorkerDiedError,
     WorkerError,
@@ -51,11 +53,13 @@ __all__ = [
     "StokerError",
     "Subset",
     "TooManyErrorsError",
+    "TransformError",
     "UnsafeDataError",
     "WorkerDiedError",
     "WorkerError",
     "WorkerInfo",
     "__version__",
+    "datasets",
     "default_collate",
     "default_convert",
     "get_worker_info",
@@ -63,4 +67,6 @@ __all__ = [
     "pad_collate",
     "sample_context",
     "sample_rng",
+    "seeding",
+    "transforms",
 ]

@@ -35,6 +35,13 @@ class TooManyErrorsError(StokerError, RuntimeError):
     """More samples failed under on_error="skip" than `max_errors` allows."""
 
 
+class TransformError(StokerError, ValueError, TypeError):
+    """A transform got input it cannot handle; names the transform, what it expected and got.
+
+    Both a ValueError and a TypeError, as torchvision raises either depending on the case.
+    """
+
+
 class DatasetError(StokerError):
     """A dataset on disk is missing, corrupt or in an unexpected format; names the file."""
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import CIFAR_MEAN, CIFAR_STD, as_tensor
 
 from stoker import seeding
 from stoker import transforms as T
+from tests.transforms.conftest import CIFAR_MEAN, CIFAR_STD, as_tensor
 
 
 def seed_train(fuse: bool = True) -> T.Compose:

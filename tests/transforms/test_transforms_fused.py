@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import CIFAR_MEAN, CIFAR_STD
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stoker import seeding
 from stoker import transforms as T
 from stoker.transforms._compose import _FusedRun
+from tests.transforms.conftest import CIFAR_MEAN, CIFAR_STD
 
 
 @st.composite

@@ -8,11 +8,11 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import CIFAR_MEAN, CIFAR_STD
 
 from stoker import seeding
 from stoker import transforms as T
 from stoker.transforms import _convert
+from tests.transforms.conftest import CIFAR_MEAN, CIFAR_STD
 
 
 def test_to_tensor_warns_once_and_equals_to_image_plus_to_dtype(hwc, monkeypatch):

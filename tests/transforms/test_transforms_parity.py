@@ -8,12 +8,12 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import CIFAR_MEAN, CIFAR_STD, assert_same
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from stoker import seeding
 from stoker import transforms as T
+from tests.transforms.conftest import CIFAR_MEAN, CIFAR_STD, assert_same
 
 
 def chw(hwc: np.ndarray) -> torch.Tensor:

@@ -63,7 +63,9 @@ class MultiProcessIterator(Iterator[Any]):
         self._indices: Iterator[Any] | None = (
             None if loader._is_iterable else iter(loader._index_sampler)
         )
-        self._streaming = list(range(pool.num_workers)) if loader._is_iterable else []
+        if loader._is_iterable:  # streams are read round robin from the start, as torch does
+            pool.start_remaining()
+        self._streaming = list(range(len(pool.workers))) if loader._is_iterable else []
         self._rr = 0
         self._pending: dict[int, Task] = {}  # dispatched, not yet delivered, by task id
         self._reorder: dict[int, Any] = {}
@@ -221,8 +223,14 @@ class MultiProcessIterator(Iterator[Any]):
             return _pin.pin(value) if self._pin else value
 
     def _next_value(self) -> Any:
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             raise StopIteration
+        if not pool.all_started and self.progress.batches_yielded > 0:
+            # The other workers fork now, after the first batch reached the user: the first
+            # batch costs one fork, not num_workers of them.
+            pool.start_remaining()
+            self._fill()
         while True:
             if self._in_order:
                 expected = self._first_id

@@ -117,8 +117,8 @@ class WorkerPool:
     """The worker processes of a loader, their pipes, and their shared-memory slots."""
 
     def __init__(self, loader: Any, base_seed: int):
-        self.num_workers = loader.num_workers
-        self.prefetch_factor = loader.prefetch_factor
+        self.num_workers: int = loader.num_workers
+        self.prefetch_factor: int = loader.prefetch_factor
         self._context = resolve_context(loader.multiprocessing_context)
         self._dataset = loader.dataset
         self.prefix = shm.new_pool_token()
@@ -145,8 +145,17 @@ class WorkerPool:
         self._finalizer = weakref.finalize(
             self, _shutdown_processes, self._processes, self._conns, self.prefix
         )
-        for worker_id in range(self.num_workers):
-            self.workers.append(self._start(worker_id, generation=0))
+        # Only worker 0 starts now; the others right after it has its first task, so the first
+        # batch is being made while they fork (time to first batch = one fork, not n).
+        self.workers.append(self._start(0, generation=0))
+
+    @property
+    def all_started(self) -> bool:
+        return len(self.workers) == self.num_workers
+
+    def start_remaining(self) -> None:
+        while len(self.workers) < self.num_workers:
+            self.workers.append(self._start(len(self.workers), generation=0))
 
     # -- processes ---------------------------------------------------------------------------
 

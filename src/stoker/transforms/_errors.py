@@ -1,16 +1,10 @@
-"""TransformError: the one error a transform raises for input it cannot handle."""
+"""fail(): build the one error a transform raises for input it cannot handle."""
 
 from __future__ import annotations
 
-from stoker.errors import StokerError
+from stoker.errors import TransformError
 
-
-class TransformError(StokerError, ValueError, TypeError):
-    """A transform got an input or argument it cannot handle; names the transform, expected and got.
-
-    It subclasses both ``ValueError`` and ``TypeError`` so code written against torchvision, which
-    raises either depending on the case, keeps catching it.
-    """
+__all__ = ["TransformError", "fail"]
 
 
 def fail(transform: str, expected: str, got: str, fix: str = "") -> TransformError:
