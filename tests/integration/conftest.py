@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,11 @@ import pytest
 
 
 def stoker_segments() -> set[str]:
-    return {p.name for p in Path("/dev/shm").glob(f"stoker-{os.getpid()}-*")}
+    """Shared-memory names and stack-dump files of this process's loaders still on disk."""
+    pattern = f"stoker-{os.getpid()}-*"
+    return {p.name for p in Path("/dev/shm").glob(pattern)} | {
+        p.name for p in Path(tempfile.gettempdir()).glob(pattern)
+    }
 
 
 def wait_until(condition, timeout_s: float = 5.0) -> bool:  # type: ignore[no-untyped-def]

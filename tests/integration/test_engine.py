@@ -156,8 +156,9 @@ class _SlowDataset(stoker.Dataset[Any]):
 
 def test_timeout_names_worker_and_indices() -> None:
     loader = DataLoader(_SlowDataset(), batch_size=2, num_workers=1, timeout=1.0)
-    with pytest.raises(stoker.LoaderTimeoutError, match=r"indices \[4, 5\] from worker 0"):
+    with pytest.raises(stoker.LoaderTimeoutError, match=r"indices \[4, 5\] from worker 0") as info:
         list(loader)
+    assert "in __getitem__" in str(info.value)  # the stuck worker's stack, via faulthandler
     assert isinstance(stoker.LoaderTimeoutError("x"), RuntimeError)
 
 

@@ -11,9 +11,12 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import os
 import random
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -107,6 +110,8 @@ def _watch_parent(parent_pid: int, prefix: str) -> None:
         time.sleep(_PARENT_CHECK_INTERVAL_S)
         if os.getppid() != parent_pid:
             shm.unlink_leftovers(prefix)
+            with contextlib.suppress(OSError):
+                os.unlink(stack_dump_path(prefix))
             os._exit(0)
 
 
@@ -118,6 +123,25 @@ def worker_loop(
     torch.set_num_threads(1)
     prefix = f"{config.slot_prefix}w{worker_id}-"
     threading.Thread(target=_watch_parent, args=(parent_pid, prefix), daemon=True).start()
+    stack_path = stack_dump_path(prefix)
+    with open(stack_path, "w") as stack_file:
+        # On SIGUSR1 (sent by the loader when a batch times out) every thread's Python stack
+        # goes to this file, so the timeout error can show where the worker is stuck.
+        faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
+        try:
+            _serve(worker_id, dataset, conn, config, prefix)
+        finally:
+            faulthandler.unregister(signal.SIGUSR1)
+            with contextlib.suppress(OSError):
+                os.unlink(stack_path)
+
+
+def stack_dump_path(prefix: str) -> str:
+    """Where worker ``prefix`` writes its stacks on SIGUSR1."""
+    return os.path.join(tempfile.gettempdir(), f"{prefix}stack.txt")
+
+
+def _serve(worker_id: int, dataset: Any, conn: Any, config: WorkerConfig, prefix: str) -> None:
 
     epoch = -1
     seed = seed_globals(config.base_seed, worker_id, 0)

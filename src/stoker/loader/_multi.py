@@ -13,8 +13,8 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
 import time
-import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from stoker.loader._progress import Progress
 if TYPE_CHECKING:
     from stoker.loader.dataloader import DataLoader
 
+_log = logging.getLogger("stoker")
 _END = object()  # an iterable dataset's worker ran out of samples for this task
 _SKIPPED = object()  # every sample of the batch was skipped under on_error="skip"
 
@@ -170,8 +171,11 @@ class MultiProcessIterator(Iterator[Any]):
                 "with num_workers=0 to see why."
             )
         self._restarts += 1
-        warnings.warn(
-            f"{what}; restarting it and resending its batches", RuntimeWarning, stacklevel=4
+        _log.warning(
+            "%s; restarting it and resending its batches (restart %d of %d this epoch)",
+            what,
+            self._restarts,
+            loader.max_worker_restarts,
         )
         pool.restart(worker.worker_id)
 
@@ -196,11 +200,13 @@ class MultiProcessIterator(Iterator[Any]):
         task = self._pending.get(task_id) if task_id is not None else None
         who = f"worker {holder.worker_id} (pid {holder.process.pid})" if holder else "no worker"
         what = _indices_text(task) if task is not None else "the next batch"
+        stack = pool.stack_of(holder) if holder is not None else ""
         self._close()
         raise LoaderTimeoutError(
             f"DataLoader timed out after {self._timeout} s waiting for {what} from {who}; "
             "the dataset may be stuck (I/O, a lock, a deadlock in a C extension). Raise "
             "timeout= if loading a batch legitimately takes longer."
+            + (f"\nThe worker's stack when it timed out:\n{stack}" if stack else "")
         )
 
     # -- iteration -----------------------------------------------------------------------------

@@ -18,15 +18,17 @@ import multiprocessing.connection
 import os
 import signal
 import sys
+import tempfile
 import time
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stoker._transport import codec, shm
-from stoker._worker.loop import WorkerConfig, worker_loop
+from stoker._worker.loop import WorkerConfig, stack_dump_path, worker_loop
 
 _POLL_INTERVAL_S = 0.1  # longest wait between liveness checks
 _WORKER_JOIN_TIMEOUT_S = 2.0  # grace for a clean exit before terminate, then kill
@@ -34,6 +36,7 @@ _WORKER_JOIN_TIMEOUT_S = 2.0  # grace for a clean exit before terminate, then ki
 # workers lag), the batch being returned, the one the user's loop variable still holds, and
 # one freed but not yet handed back.
 _SLOT_HEADROOM = 3
+_STACK_DUMP_WAIT_S = 1.0  # how long a timeout waits for a stuck worker's stack dump
 
 
 @dataclass
@@ -111,6 +114,8 @@ def _shutdown_processes(processes: list[Any], conns: list[Any], prefix: str) -> 
     for conn in conns:
         conn.close()
     shm.unlink_leftovers(prefix)
+    for stack_file in Path(tempfile.gettempdir()).glob(f"{prefix}*stack.txt"):
+        stack_file.unlink(missing_ok=True)  # left by workers that had to be killed
 
 
 class WorkerPool:
@@ -193,6 +198,22 @@ class WorkerPool:
         for task in new.in_flight.values():
             self._send_task(new, task)
         return new
+
+    def stack_of(self, worker: WorkerHandle) -> str:
+        """The worker's Python stacks right now (faulthandler), or "" if it cannot tell."""
+        prefix = f"{self.prefix}g{worker.generation}-" if worker.generation else self.prefix
+        path = stack_dump_path(f"{prefix}w{worker.worker_id}-")
+        try:
+            os.kill(worker.process.pid, signal.SIGUSR1)
+        except OSError:
+            return ""
+        deadline = time.monotonic() + _STACK_DUMP_WAIT_S
+        text = ""
+        while time.monotonic() < deadline and "File" not in text:
+            time.sleep(0.05)
+            with contextlib.suppress(OSError), open(path) as dump:
+                text = dump.read()
+        return text.strip()
 
     def shutdown(self) -> None:
         if not self.closed:
