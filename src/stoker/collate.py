@@ -47,14 +47,20 @@ def _collate(batch: Sequence[Any], path: str, to_numpy: bool) -> Any:
     elem = batch[0]
     kind = "numpy_collate" if to_numpy else "default_collate"
     if isinstance(elem, torch.Tensor):
-        _check_shapes([tuple(sample.shape) for sample in batch], path)
-        stacked = torch.stack(list(batch), 0)
+        try:
+            stacked = torch.stack(list(batch), 0)
+        except RuntimeError:  # shapes are checked only on failure: the common case stays fast
+            _check_shapes([tuple(sample.shape) for sample in batch], path)
+            raise
         return stacked.numpy() if to_numpy else stacked
     if isinstance(elem, np.ndarray | np.generic) and not isinstance(elem, np.str_ | np.bytes_):
         if elem.dtype.kind in _NUMPY_NON_NUMERIC_KINDS:
             raise _unsupported(kind, elem, path)
-        _check_shapes([np.shape(sample) for sample in batch], path)
-        stacked_np = np.stack(batch)
+        try:
+            stacked_np = np.stack(batch)
+        except ValueError:
+            _check_shapes([np.shape(sample) for sample in batch], path)
+            raise
         return stacked_np if to_numpy else torch.from_numpy(stacked_np)
     if isinstance(elem, bool | int | float) and not isinstance(elem, np.generic):
         if to_numpy:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch.utils.data
 
-from stoker.seeding import sample_context
+from stoker.seeding import SampleContext, sample_context
 
 Collate = Callable[[Any], Any]
 
@@ -22,6 +23,16 @@ EMPTY_BATCH: Any = object()
 def _describe(indices: Sequence[int]) -> str:
     shown = ", ".join(str(i) for i in list(indices)[:8])
     return f"[{shown}{', ...' if len(indices) > 8 else ''}]"
+
+
+class _OneSample(SampleContext):
+    """A sample context re-pointed at each index of a per-sample loop (one attribute set)."""
+
+    __slots__ = ()
+
+    @property
+    def indices(self) -> Any:
+        return np.array([self._raw], dtype=np.int64)
 
 
 class BatchFetcher:
@@ -66,12 +77,12 @@ class BatchFetcher:
         # The hot per-sample loop: one context object re-pointed at each index, instead of a
         # context manager per sample, keeps stoker's overhead per sample to a few attribute sets.
         dataset, samples = self.dataset, []
-        context = sample_context(self.seed, epoch, 0)
+        context = _OneSample(self.seed, epoch, 0)
         skip = self.on_error == "skip"
         with context:
             index = -1
             for index in indices:
-                context._raw, context._indices = index, None
+                context._raw = index
                 try:
                     samples.append(dataset[index])
                 except Exception as error:
