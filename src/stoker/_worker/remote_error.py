@@ -34,7 +34,9 @@ class RemoteError:
         )
 
     def description(self) -> str:
-        where = "".join(f" {note.removeprefix('stoker: ')}" for note in self.notes[:1])
+        where = "".join(
+            " " + note.removeprefix("stoker: ").removeprefix("raised ") for note in self.notes[:1]
+        )
         return (
             f"Caught {self.type_name} in DataLoader worker process {self.worker_id}"
             f"{where}.\nOriginal {self.traceback_text}"
