@@ -336,3 +336,31 @@ def test_workers_exit_when_the_main_process_is_sigkilled() -> None:
         assert wait_until(
             lambda: not [n for n in os.listdir("/dev/shm") if n.startswith(f"stoker-{parent.pid}-")]
         )
+
+
+def test_pin_memory_pins_on_a_helper_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an accelerator, batches are pinned off the main thread, in order."""
+    import threading
+
+    from stoker.loader import _pin
+
+    pinned_on: list[int] = []
+
+    def fake_pin(batch: Any) -> Any:
+        pinned_on.append(threading.get_ident())
+        return batch
+
+    monkeypatch.setattr(_pin, "pinning_available", lambda: True)
+    monkeypatch.setattr(_pin, "pin", fake_pin)
+    loader = DataLoader(TensorDataset(n=20), batch_size=4, num_workers=2, pin_memory=True)
+    batches = list(loader)
+    assert [int(b[0][0, 0, 0, 0]) for b in batches] == [0, 4, 8, 12, 16]
+    assert len(pinned_on) == 5 and threading.get_ident() not in pinned_on
+
+
+def test_pin_memory_without_cuda_warns_once_and_works() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.warns(UserWarning, match="no CUDA"):
+        batches = list(DataLoader(TensorDataset(n=8), batch_size=4, num_workers=1, pin_memory=True))
+    assert len(batches) == 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from stoker._worker.remote_error import RemoteError
@@ -52,7 +53,13 @@ class MultiProcessIterator(Iterator[Any]):
         self._skip_stream_batches = skip_batches if loader._is_iterable else 0
         self._in_order = loader.in_order
         self._timeout = loader.timeout
-        self._pin = loader.pin_memory and _pin.pinning_available()
+        # Pinning (a copy into page-locked memory) runs on a helper thread as batches arrive,
+        # so the training loop never pays for it.
+        self._pinner = (
+            ThreadPoolExecutor(1, thread_name_prefix="stoker-pin")
+            if loader.pin_memory and _pin.pinning_available()
+            else None
+        )
         self._restarts = 0
         pool = loader._workers if loader.persistent_workers else None
         if pool is None or pool.closed:
@@ -135,6 +142,8 @@ class MultiProcessIterator(Iterator[Any]):
             if message[3]:
                 self._record_skipped(message[3])
             value = _SKIPPED if message[2] is None else pool.materialize(worker, message[2])
+            if self._pinner is not None and value is not _SKIPPED:
+                value = self._pinner.submit(_pin.pin, value)
         elif kind == "end":
             value = _END
             if worker.worker_id in self._streaming:
@@ -226,7 +235,7 @@ class MultiProcessIterator(Iterator[Any]):
                 self._close()
                 value.reraise()
             self.progress.batches_yielded += 1
-            return _pin.pin(value) if self._pin else value
+            return value.result() if isinstance(value, Future) else value
 
     def _next_value(self) -> Any:
         pool = self._pool
@@ -266,6 +275,9 @@ class MultiProcessIterator(Iterator[Any]):
             self._pool = None
 
     def _close(self) -> None:
+        pinner = getattr(self, "_pinner", None)
+        if pinner is not None:
+            pinner.shutdown(wait=False, cancel_futures=True)
         pool, self._pool = getattr(self, "_pool", None), None  # __init__ may have failed
         if pool is not None and self._owns_pool:
             pool.shutdown()
