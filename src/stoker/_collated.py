@@ -8,17 +8,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from stoker._tree import map_structure
+
+
+def _is_leaf(value: Any) -> bool:
+    return not isinstance(value, Mapping | tuple | list)
+
+
+def _row(leaf: Any, position: int) -> Any:
+    if not isinstance(leaf, torch.Tensor | np.ndarray):
+        raise TypeError(
+            f"CollatedSamples leaves must be arrays or tensors, got {type(leaf).__name__}"
+        )
+    return leaf[position]
+
 
 def _take(tree: Any, position: int) -> Any:
-    if isinstance(tree, torch.Tensor | np.ndarray):
-        return tree[position]
-    if isinstance(tree, Mapping):
-        return {key: _take(value, position) for key, value in tree.items()}
-    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
-        return type(tree)(*(_take(value, position) for value in tree))
-    if isinstance(tree, tuple | list):
-        return type(tree)(_take(value, position) for value in tree)
-    raise TypeError(f"CollatedSamples leaves must be arrays or tensors, got {type(tree).__name__}")
+    return map_structure(tree, lambda leaf: _row(leaf, position), _is_leaf)
 
 
 class CollatedSamples(Sequence[Any]):

@@ -9,13 +9,14 @@ zero-copy view of the slot.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from stoker._transport.shm import aligned
+from stoker._tree import map_structure
 
 
 class Leaf(NamedTuple):
@@ -39,15 +40,7 @@ def _is_array(value: Any) -> bool:
 
 
 def _map_tree(tree: Any, on_leaf: Callable[[Any], Any]) -> Any:
-    if _is_array(tree) or isinstance(tree, Leaf):
-        return on_leaf(tree)
-    if isinstance(tree, Mapping):
-        return type(tree)({key: _map_tree(value, on_leaf) for key, value in tree.items()})  # type: ignore[call-arg]
-    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
-        return type(tree)(*(_map_tree(value, on_leaf) for value in tree))
-    if isinstance(tree, tuple | list):
-        return type(tree)(_map_tree(value, on_leaf) for value in tree)
-    return tree
+    return map_structure(tree, on_leaf, lambda value: _is_array(value) or isinstance(value, Leaf))
 
 
 def _as_numpy(value: Any) -> np.ndarray:
@@ -114,16 +107,16 @@ def to_inline(batch: Any) -> Any:
     )
 
 
+def _is_inline_tensor(value: Any) -> bool:
+    return isinstance(value, tuple) and len(value) == 3 and value[0] == "__tensor__"
+
+
+def _from_inline_tensor(value: tuple[str, str, Any]) -> torch.Tensor:
+    dtype = _TORCH_ONLY_BY_NAME.get(value[1])
+    tensor = torch.from_numpy(value[2])
+    return tensor.view(dtype) if dtype is not None else tensor
+
+
 def from_inline(batch: Any) -> Any:
     """Undo :func:`to_inline`."""
-    if isinstance(batch, tuple) and len(batch) == 3 and batch[0] == "__tensor__":
-        dtype = _TORCH_ONLY_BY_NAME.get(batch[1])
-        tensor = torch.from_numpy(batch[2])
-        return tensor.view(dtype) if dtype is not None else tensor
-    if isinstance(batch, Mapping):
-        return type(batch)({key: from_inline(value) for key, value in batch.items()})  # type: ignore[call-arg]
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(from_inline(value) for value in batch))
-    if isinstance(batch, tuple | list):
-        return type(batch)(from_inline(value) for value in batch)
-    return batch
+    return map_structure(batch, _from_inline_tensor, _is_inline_tensor)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+from stoker._tree import map_structure
 
 
 def pinning_available() -> bool:
@@ -23,14 +24,8 @@ def pinning_available() -> bool:
 
 def pin(batch: Any) -> Any:
     """``batch`` with every CPU tensor inside it copied to page-locked memory."""
-    if isinstance(batch, torch.Tensor):
-        return batch.pin_memory()
-    if isinstance(batch, Mapping):
-        return type(batch)({key: pin(value) for key, value in batch.items()})  # type: ignore[call-arg]
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(pin(value) for value in batch))
-    if isinstance(batch, tuple | list):
-        return type(batch)(pin(value) for value in batch)
-    if hasattr(batch, "pin_memory"):
-        return batch.pin_memory()
-    return batch
+    if hasattr(batch, "pin_memory") and not isinstance(batch, torch.Tensor):
+        return batch.pin_memory()  # a custom batch type that knows how to pin itself
+    return map_structure(
+        batch, lambda tensor: tensor.pin_memory(), lambda v: isinstance(v, torch.Tensor)
+    )
