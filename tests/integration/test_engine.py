@@ -276,17 +276,19 @@ def test_every_exit_path_cleans_up(exit_path: str) -> None:
 
 
 def test_sigint_during_iteration_raises_keyboard_interrupt_and_cleans_up() -> None:
+    """A real SIGINT (Ctrl-C) while waiting on workers: KeyboardInterrupt, then nothing left."""
+    import threading
+
     loader = DataLoader(_SlowDataset(), batch_size=2, num_workers=2)
     iterator = iter(loader)
     next(iterator)
-    signal.signal(signal.SIGALRM, signal.default_int_handler)
-    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             list(iterator)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        timer.cancel()
     del iterator
     gc.collect()
     assert wait_until(lambda: not live_children(), 5.0)
