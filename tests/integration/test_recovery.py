@@ -200,3 +200,25 @@ def test_state_dict_is_small() -> None:
     iterator = iter(loader)
     next(iterator)
     assert len(json.dumps(loader.state_dict())) < 500
+
+
+def test_resume_needs_in_order_delivery() -> None:
+    loader = DataLoader(RandomAugmentDataset(n=8), batch_size=2, num_workers=2, in_order=False)
+    with pytest.raises(ValueError, match="in_order=True"):
+        loader.load_state_dict(DataLoader(RandomAugmentDataset(n=8)).state_dict())
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_iterable_dataset_resume_replays_the_stream(workers: int) -> None:
+    from tests.helpers import CountingStream
+
+    expected = list(DataLoader(CountingStream(30), batch_size=4, num_workers=workers))
+    original = DataLoader(CountingStream(30), batch_size=4, num_workers=workers)
+    iterator = iter(original)
+    head = [next(iterator) for _ in range(3)]
+    state = original.state_dict()
+    del iterator
+    resumed = DataLoader(CountingStream(30), batch_size=4, num_workers=workers)
+    resumed.load_state_dict(state)
+    for a, b in zip(head + list(resumed), expected, strict=True):
+        assert_batches_equal(a, b)
