@@ -189,3 +189,14 @@ def test_pin_memory_without_cuda_warns_and_works() -> None:
     with pytest.warns(UserWarning, match="no CUDA"):
         batches = list(DataLoader(list(range(4)), batch_size=2, pin_memory=True))
     assert len(batches) == 2
+
+
+def test_user_sampler_keeps_the_epoch_the_user_sets() -> None:
+    ours_sampler = stoker.DistributedSampler(range(20), num_replicas=2, rank=0, seed=1)
+    theirs_sampler = torch.utils.data.DistributedSampler(range(20), num_replicas=2, rank=0, seed=1)
+    ours = DataLoader(list(range(20)), batch_size=3, sampler=ours_sampler, seed=0)
+    theirs = torch.utils.data.DataLoader(list(range(20)), batch_size=3, sampler=theirs_sampler)
+    for epoch in (3, 4):
+        ours_sampler.set_epoch(epoch)
+        theirs_sampler.set_epoch(epoch)
+        assert [b.tolist() for b in ours] == [b.tolist() for b in theirs]

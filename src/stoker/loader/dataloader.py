@@ -169,6 +169,9 @@ class DataLoader(Iterable[Any]):
         self._seed_per_epoch = seed is None and generator is not None
         self.seed = seed if seed is not None else (0 if generator is not None else _draw_seed(None))
 
+        # Samplers the loader makes follow the loader's epoch; a sampler the user passed keeps
+        # the epoch the user gives it (sampler.set_epoch or loader.set_epoch), as in torch.
+        self._owns_sampler = sampler is None and batch_sampler is None
         if self._is_iterable:
             sampler = None
         elif sampler is None:
@@ -209,6 +212,9 @@ class DataLoader(Iterable[Any]):
         """Make the next ``iter()`` epoch ``epoch`` (shuffle order and augmentation follow)."""
         _require(epoch >= 0, f"epoch must be >= 0, got {epoch}")
         self._epoch = int(epoch)
+        sampler = self._index_sampler
+        if sampler is not None and hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[Any]:
         resume, self._resume = self._resume, None
@@ -222,7 +228,7 @@ class DataLoader(Iterable[Any]):
             if self._seed_per_epoch:
                 self._epoch_seed = _draw_seed(self.generator)
             sampler = self._index_sampler
-            if sampler is not None and hasattr(sampler, "set_epoch"):
+            if self._owns_sampler and sampler is not None:
                 sampler.set_epoch(epoch)
         self._epoch = epoch + 1
         self._progress = Progress(epoch, self._epoch_seed, skip)
@@ -235,14 +241,16 @@ class DataLoader(Iterable[Any]):
         return MultiProcessIterator(self, self._progress)
 
     def _check_error_budget(self) -> None:
+        # The budget is per epoch: a count, or a fraction of the epoch's samples.
         budget = self.max_errors
         if isinstance(budget, float) and budget < 1:
             budget = budget * self._samples_per_epoch()
-        if len(self.skipped) > budget:
-            epoch, index, error = self.skipped[-1]
+        epoch, index, error = self.skipped[-1]
+        failed = sum(1 for skipped in self.skipped if skipped[0] == epoch)
+        if failed > budget:
             raise TooManyErrorsError(
-                f"{len(self.skipped)} samples failed and were skipped, more than max_errors="
-                f"{self.max_errors!r} allows (latest: index {index} in epoch {epoch}: {error}). "
+                f"{failed} samples failed in epoch {epoch} and were skipped, more than "
+                f"max_errors={self.max_errors!r} allows (latest: index {index}: {error}). "
                 "Inspect loader.skipped for the list; fix the data or raise max_errors."
             )
 
