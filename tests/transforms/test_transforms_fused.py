@@ -105,3 +105,30 @@ def test_fused_input_is_not_modified():
         ]
     )(x)
     assert np.array_equal(x, before)
+
+
+def test_reused_padding_buffer_never_leaks_an_earlier_batch():
+    """The padded scratch buffer keeps its border between calls; every call must still see its
+    own fill, after other fills, other padding modes and other numbers of flipped samples."""
+    x = np.random.default_rng(3).integers(0, 256, (6, 5, 7, 3), dtype=np.uint8)
+    for fill, mode, p_flip, padding in [
+        (0, "constant", 0.5, (1, 2, 3, 0)),
+        (7, "constant", 0.5, (1, 2, 3, 0)),
+        (7, "edge", 1.0, (1, 2, 3, 0)),
+        (7, "constant", 1.0, (1, 2, 3, 0)),
+        (7, "constant", 0.0, (1, 2, 3, 0)),
+        ((1, 2, 3), "constant", 0.5, 2),
+        ((1, 2, 3), "constant", 1.0, 2),
+    ]:
+        members = [
+            T.RandomCrop((7, 9), padding=padding, fill=fill, padding_mode=mode),
+            T.RandomHorizontalFlip(p_flip),
+            T.ToImage(),
+            T.ToDtype(torch.float32, scale=True),
+        ]
+        for seed in range(3):
+            with seeding.sample_context(seed, 0, np.arange(6)):
+                a = T.Compose(members)(x)
+            with seeding.sample_context(seed, 0, np.arange(6)):
+                b = T.Compose(members, fuse=False)(x)
+            assert torch.equal(a, b), (fill, mode, p_flip, padding, seed)
