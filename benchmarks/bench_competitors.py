@@ -242,6 +242,12 @@ def main() -> None:
                 None,
             ),
             (
+                "stoker, num_workers=0, torch.set_num_threads(1)",
+                None,
+                lambda: one_torch_thread(stoker.DataLoader(ours, BATCH, shuffle=True, seed=SEED)),
+                None,
+            ),
+            (
                 "stoker __getitems__ in 2 threads (experiment)",
                 None,
                 lambda: stoker_threads(ours),
