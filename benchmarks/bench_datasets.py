@@ -1,0 +1,110 @@
+"""CIFAR-10 from its on-disk files: stoker's dataset + loader vs torchvision's + torch's.
+
+Run: PYTHONPATH=src python benchmarks/bench_datasets.py [--quick]   (samples/s, ratios; not a test)
+
+50,000 random images are written in the real CIFAR-10 python-version format to a temporary
+folder, then read by ``stoker.datasets.CIFAR10`` and by ``torchvision.datasets.CIFAR10`` (told
+the generated files' MD5s). Both apply the seed's train transform — RandomCrop(32, padding=4),
+RandomHorizontalFlip, ToImage, ToDtype(float32, scale=True), Normalize — stoker's batched one
+(one call per batch, per-sample crops and flips) and torchvision v2's per sample on PIL images,
+as the seed does. Settings:
+
+(a) batch 256, 2 workers, shuffle: target stoker >= 30x torch;
+(b) batch 16, 1 worker, shuffle (the seed's own setting): target stoker >= 10x torch.
+
+Every rate includes starting the workers and waiting for the first batch (a fresh loader per
+epoch, as a training loop without persistent workers has). stoker runs full epochs; torch runs
+full epochs too unless ``--quick``, where it runs a fixed number of batches reported as a rate.
+Each rate is the best of ``--repeats`` epochs; compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torchvision.transforms import v2
+
+import stoker
+from _competitors import epoch_rates, seed_pipeline, torchvision_cifar10, write_cifar_root
+from stoker import transforms as T
+
+TARGETS = {"a": 30.0, "b": 10.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs, torch on a subset")
+    parser.add_argument("--repeats", type=int, default=None, help="epochs per loader (best of)")
+    args = parser.parse_args()
+    repeats = args.repeats or (1 if args.quick else 3)
+    # torch at ~12,000 (a) and ~4,400 (b) samples/s: a subset keeps --quick near 20 s.
+    torch_batches = {"a": 100, "b": 1000} if args.quick else {"a": None, "b": None}
+
+    with tempfile.TemporaryDirectory(prefix="stoker-bench-cifar-") as tmp:
+        start = time.perf_counter()
+        root = write_cifar_root(Path(tmp))
+        written = time.perf_counter() - start
+        ours = stoker.datasets.CIFAR10(root, transform=seed_pipeline(T))
+        theirs = torchvision_cifar10(root, transform=seed_pipeline(v2))
+        print(
+            f"{len(ours):,} CIFAR-10 training images written in {written:.1f} s to {root}; "
+            f"best of {repeats} epochs per loader, fresh loader each epoch"
+        )
+
+        results = {}
+        for key, batch, workers in (("a", 256, 2), ("b", 16, 1)):
+            subset = torch_batches[key]
+            persistent = stoker.DataLoader(
+                ours, batch, shuffle=True, num_workers=workers, seed=0, persistent_workers=True
+            )
+            rows = [
+                (
+                    "torch + torchvision CIFAR10 + v2" + (f" ({subset} batches)" if subset else ""),
+                    epoch_rates(
+                        lambda b=batch, w=workers: torch.utils.data.DataLoader(
+                            theirs, b, shuffle=True, num_workers=w
+                        ),
+                        repeats,
+                        max_batches=subset,
+                    ),
+                ),
+                (
+                    "stoker + stoker CIFAR10 + batched transform",
+                    epoch_rates(
+                        lambda b=batch, w=workers: stoker.DataLoader(
+                            ours, b, shuffle=True, num_workers=w, seed=0
+                        ),
+                        repeats,
+                    ),
+                ),
+                (
+                    "  the same, persistent_workers=True",
+                    epoch_rates(lambda p=persistent: p, repeats + 1),
+                ),
+            ]
+            print(f"\n({key}) CIFAR-10 train, seed transform, batch {batch}, {workers} worker(s)")
+            print(
+                f"  {'loader':52s} {'per epoch':>10s} {'vs torch':>9s} {'steady':>10s} "
+                f"{'vs torch':>9s} {'1st batch':>10s}"
+            )
+            (_, (ref, ref_steady, _)) = rows[0]
+            for name, (rate, steady, first) in rows:
+                print(
+                    f"  {name:52s} {rate:10,.0f} {rate / ref:8.1f}x {steady:10,.0f} "
+                    f"{steady / ref_steady:8.1f}x {first * 1e3:8.0f}ms"
+                )
+            results[key] = rows[1][1][0] / ref
+            del persistent
+
+    print("\nsummary (stoker / torch), target from issue 6:")
+    for key, ratio in results.items():
+        verdict = "met" if ratio >= TARGETS[key] else "MISSED"
+        print(f"  ({key}) {ratio:6.1f}x   target >= {TARGETS[key]:.0f}x: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
