@@ -89,9 +89,11 @@ class RandomSampler(StatefulSampler):
                 )
             )
             return torch.cat(chunks).tolist()
-        perms = [torch.randperm(n, generator=generator) for _ in range(self.num_samples // n)]
-        perms.append(torch.randperm(n, generator=generator)[: self.num_samples % n])
-        return torch.cat(perms).tolist()
+        order: list[int] = []
+        for _ in range(self.num_samples // n):
+            order += torch.randperm(n, generator=generator).tolist()
+        order += torch.randperm(n, generator=generator)[: self.num_samples % n].tolist()
+        return order
 
     def _extra_state(self, epoch: int) -> dict[str, Any]:
         if self.generator is None:
