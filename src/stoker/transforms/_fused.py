@@ -20,7 +20,9 @@ is bit-for-bit the unfused one; a test holds it to that.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -168,11 +170,32 @@ def fused_pipeline(
     if mean is not None and std is not None:
         mean_t = torch.as_tensor(mean, dtype=dtype).view(-1, 1, 1)
         std_t = torch.as_tensor(std, dtype=dtype).view(-1, 1, 1)
-    for start in range(0, n, _BLOCK_SAMPLES):  # blocks of samples, for the cache
-        picked = slice(start, start + _BLOCK_SAMPLES)
-        block = out[picked]
-        block.copy_(crops[picked])
-        block.mul_(scale)
-        if mean_t is not None and std_t is not None:
-            block.sub_(mean_t).div_(std_t)
+    with _one_torch_thread():
+        for start in range(0, n, _BLOCK_SAMPLES):  # blocks of samples, for the cache
+            picked = slice(start, start + _BLOCK_SAMPLES)
+            block = out[picked]
+            block.copy_(crops[picked])
+            block.mul_(scale)
+            if mean_t is not None and std_t is not None:
+                block.sub_(mean_t).div_(std_t)
     return out
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Run the block loop's torch ops on one thread, restoring the caller's setting after.
+
+    A 64-image block is just big enough for torch to split it over its OpenMP threads, and
+    when another process holds a core (a worker, the training step) those threads wait on each
+    other: measured 170,000 vs 289,000 images/s with one competing process, and as low as
+    4,100 vs 304,000 on a loaded machine. On an idle machine one thread costs ~13 %.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
