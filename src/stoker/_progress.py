@@ -33,7 +33,7 @@ class ProgressBar:
         return done >= self.total or time.perf_counter() - self._last_draw >= _REDRAW_INTERVAL_S
 
     def update(self, done: int, fields: str = "") -> None:
-        """Show ``done`` of ``total`` and ``fields``; redraws at most every 0.1 s, and at the end."""
+        """Show ``done`` of ``total`` and ``fields``: at most every 0.1 s, and at the end."""
         if not self.due(done):
             return
         self._last_draw = time.perf_counter()

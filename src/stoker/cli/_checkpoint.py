@@ -42,8 +42,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
-            ValueError) as error:  # fmt: skip
+    except (
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+    ) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise CommandError(
             f"checkpoint {path} is damaged or not a torch checkpoint ({first_line}). It may have "
@@ -66,7 +72,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def load_model(path: Path, checkpoint: dict[str, Any] | None = None) -> CifarResNet:
-    """The ResNet-20 saved in ``path`` (in eval mode), or a CommandError if its weights do not fit."""
+    """The ResNet-20 saved in ``path``, in eval mode; a CommandError if its weights do not fit."""
     from stoker.models import resnet20
 
     checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint

@@ -104,8 +104,9 @@ def open_cifar(data: Path, train: bool, transform: Any, download: bool, command:
 def open_voc(voc: Path, transform: Any, download: bool) -> FilteredVOCtoCIFAR:
     """The seed's filtered VOC→CIFAR split from ``voc``, or a CommandError saying how to get it."""
     try:
-        dataset = FilteredVOCtoCIFAR(voc, year="2007", image_set="val", transform=transform,
-                                     download=download)  # fmt: skip
+        dataset = FilteredVOCtoCIFAR(
+            voc, year="2007", image_set="val", transform=transform, download=download
+        )
     except (StokerError, OSError) as error:
         raise CommandError(
             f"PASCAL VOC 2007 could not be read from {voc}: {error}. Run `stoker eval-voc "

@@ -7,7 +7,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +78,17 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--test-limit", type=positive_int, default=None, help="use only the first N test images"
     )
-    parser.add_argument("--deterministic", action="store_true",
-                        help="torch.use_deterministic_algorithms(True): bit-identical reruns")  # fmt: skip
+    parser.add_argument(
+        "--max-batches",
+        type=positive_int,
+        default=None,
+        help="stop after N batches as Ctrl-C would (checkpoint written), to try --resume",
+    )
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="torch.use_deterministic_algorithms(True): bit-identical reruns",
+    )
     parser.set_defaults(run=run)
 
 
@@ -118,7 +127,7 @@ class _EpochStats:
     seen: int = 0
     wait_s: float = 0.0
     step_s: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
+    batches: int = 0
 
     @property
     def data_wait(self) -> float:
@@ -126,8 +135,7 @@ class _EpochStats:
         return self.wait_s / self.step_s if self.step_s else 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {"loss_sum": self.loss_sum, "seen": self.seen, "wait_s": self.wait_s,
-                "step_s": self.step_s}  # fmt: skip
+        return dict(self.__dict__)
 
 
 class _StopRequest:
@@ -137,8 +145,15 @@ class _StopRequest:
     checkpoint written then resumes exactly.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_batches: int | None = None) -> None:
         self.requested = False
+        self.batches_left = max_batches
+
+    def count_batch(self) -> None:
+        """One more batch trained; with ``--max-batches`` spent, stop as Ctrl-C would."""
+        if self.batches_left is not None:
+            self.batches_left -= 1
+            self.requested = self.requested or self.batches_left <= 0
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
@@ -164,14 +179,15 @@ def _limited(dataset: CIFAR10, limit: int | None) -> CIFAR10:
     return dataset
 
 
-def _position_loader(loader: stoker.DataLoader, state: dict[str, Any]) -> int:
+def _position_loader(loader: stoker.DataLoader, state: dict[str, Any], mid_epoch: bool) -> int:
     """Continue from a saved loader state; returns the epoch the next ``iter()`` runs."""
-    if int(state.get("batches_yielded", 0)) >= len(loader):
-        # The saved epoch is finished: start the next one at its first batch.
-        loader.set_epoch(int(state["epoch"]) + 1)
-        return int(state["epoch"]) + 1
-    loader.load_state_dict(state)
-    return int(state["epoch"])
+    if mid_epoch:
+        loader.load_state_dict(state)  # the rest of the epoch, from the exact next batch
+        return int(state["epoch"])
+    # The saved epoch is finished (its scheduler step and evaluation done): start the next.
+    following = int(state["epoch"]) + 1 if not state.get("fresh") else int(state["epoch"])
+    loader.set_epoch(following)
+    return following
 
 
 def _train_epoch(
@@ -183,11 +199,15 @@ def _train_epoch(
     bar: ProgressBar,
     stop: _StopRequest,
 ) -> bool:
-    """One (possibly resumed) epoch; returns False when stopped early by Ctrl-C."""
+    """One epoch, or its rest past ``stats.batches``; False when stopped early by Ctrl-C.
+
+    A stop asked for during the epoch's last batch lets the epoch end normally: its
+    checkpoint is then the ordinary end-of-epoch one.
+    """
     model.train()
     batches = iter(loader)
-    done = loader.state_dict()["batches_yielded"] if stats.seen else 0
-    while not stop.requested:
+    total = len(loader)
+    while not (stop.requested and stats.batches < total):
         started = time.perf_counter()
         try:
             images, labels = next(batches)
@@ -198,20 +218,138 @@ def _train_epoch(
         labels = labels.to(device, non_blocking=True)
         loss = F.cross_entropy(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
-        stats.loss_sum += float(loss.detach()) * len(
-            labels
-        )  # syncs with the GPU: step time stays honest
+        # float() waits for the GPU, so step time counts the compute, not only its launch.
+        stats.loss_sum += float(loss.detach()) * len(labels)
         stats.seen += len(labels)
         stats.wait_s += got_batch - started
         stats.step_s += time.perf_counter() - started
-        done += 1
-        if bar.due(done):
+        stats.batches += 1
+        stop.count_batch()
+        if bar.due(stats.batches):
             rate = stats.seen / stats.step_s if stats.step_s else 0.0
-            bar.update(done, f"{rate:,.0f} samples/s  loss {stats.loss_sum / stats.seen:.3f}  "
-                             f"data wait {stats.data_wait:.0%}")  # fmt: skip
+            bar.update(
+                stats.batches,
+                f"{rate:,.0f} samples/s  loss {stats.loss_sum / stats.seen:.3f}  "
+                f"data wait {stats.data_wait:.0%}",
+            )
     return False
+
+
+class _Training:
+    """Model, optimizer, schedule and loaders of one run, and the checkpoint that holds them."""
+
+    def __init__(self, args: argparse.Namespace, settings: _Settings, device: torch.device):
+        cuda = device.type == "cuda"
+        self.settings, self.device = settings, device
+        self.path = Path(args.out) / CHECKPOINT_NAME
+        train_set = open_cifar(args.data, True, train_pipeline(), args.download, "train")
+        test_set = open_cifar(args.data, False, test_pipeline(), False, "train")
+        _limited(train_set, settings.train_limit)
+        _limited(test_set, settings.test_limit)
+        if len(train_set) == 0:
+            raise CommandError(
+                f"CIFAR-10 in {args.data} has no training images, so there is nothing to train "
+                "on. Fetch the real dataset with --download, or generate one with `stoker demo`."
+            )
+        self.classes = list(train_set.classes)
+        torch.manual_seed(settings.seed)  # the initial weights
+        self.model: nn.Module = resnet20(len(self.classes)).to(device)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=_LR, momentum=_MOMENTUM, weight_decay=_WEIGHT_DECAY
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=settings.epochs
+        )
+        self.loader = stoker.DataLoader(
+            train_set,
+            batch_size=settings.batch_size,
+            shuffle=True,
+            seed=settings.seed,
+            num_workers=args.workers,
+            pin_memory=cuda,
+            persistent_workers=args.workers > 0,
+        )
+        self.test_loader = stoker.DataLoader(
+            test_set, batch_size=_TEST_BATCH_SIZE, num_workers=min(args.workers, 1), pin_memory=cuda
+        )
+        self.history: list[dict[str, float]] = []
+        self.epoch = 0  # epochs completed
+        self.stats = _EpochStats()
+
+    def restore(self, path: Path, checkpoint: dict[str, Any]) -> None:
+        """Continue from ``checkpoint``: same weights, optimizer, schedule, RNG and next batch."""
+        self.model.load_state_dict(load_model(path, checkpoint).state_dict())
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scheduler.T_max = self.settings.epochs  # --epochs may extend a finished run
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        self.history = list(checkpoint["history"])
+        partial = checkpoint.get("partial")
+        self.epoch = _position_loader(self.loader, checkpoint["loader"], partial is not None)
+        if partial is not None:
+            self.stats = _EpochStats(**partial)
+
+    def save(self, mid_epoch: bool) -> None:
+        save_checkpoint(
+            self.path,
+            {
+                "num_classes": len(self.classes),
+                "classes": self.classes,
+                "settings": self.settings.__dict__.copy(),
+                "model_state": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "loader": self.loader.state_dict(),
+                "epoch": self.epoch,
+                "rng": {"torch": torch.get_rng_state()},
+                "history": self.history,
+                "partial": self.stats.as_dict() if mid_epoch else None,
+            },
+        )
+
+    def finish_epoch(self) -> dict[str, float]:
+        """Step the schedule, score the test split, record and checkpoint the epoch."""
+        self.scheduler.step()
+        predicted, truth = predict(self.model, self.test_loader, self.device)
+        stats = self.stats
+        self.epoch += 1
+        self.history.append(
+            {
+                "epoch": self.epoch,
+                "train_loss": stats.loss_sum / max(stats.seen, 1),
+                "test_accuracy": float((predicted == truth).float().mean()) if len(truth) else 0.0,
+                "data_wait": stats.data_wait,
+                "samples_per_s": stats.seen / stats.step_s if stats.step_s else 0.0,
+            }
+        )
+        self.stats = _EpochStats()
+        self.save(mid_epoch=False)
+        return self.history[-1]
+
+    def fit(self, stop: _StopRequest) -> bool:
+        """Train until the last epoch (True) or a stop request (False, checkpoint written)."""
+        total = self.settings.epochs
+        while self.epoch < total:
+            if stop.requested:
+                return False  # asked for during the last epoch's end: its checkpoint stands
+            bar = ProgressBar(len(self.loader), f"epoch {self.epoch + 1}/{total}")
+            finished = _train_epoch(
+                self.model, self.loader, self.optimizer, self.device, self.stats, bar, stop,
+            )  # fmt: skip
+            bar.close()
+            if not finished:
+                self.save(mid_epoch=True)
+                return False
+            row = self.finish_epoch()
+            print(
+                f"epoch {self.epoch}/{total}  train loss {row['train_loss']:.4f}  "
+                f"test acc {row['test_accuracy']:.1%}  data wait {row['data_wait']:.0%}  "
+                f"{row['samples_per_s']:,.0f} samples/s",
+                flush=True,
+            )
+        return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -225,92 +363,31 @@ def run(args: argparse.Namespace) -> int:
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest
-    cuda = device.type == "cuda"
-
-    train_set = _limited(
-        open_cifar(args.data, True, train_pipeline(), args.download, "train"), settings.train_limit
-    )
-    test_set = _limited(
-        open_cifar(args.data, False, test_pipeline(), False, "train"), settings.test_limit
-    )
-    if len(train_set) == 0:
-        raise CommandError(f"CIFAR-10 in {args.data} has no training images; nothing to train on.")
-
-    torch.manual_seed(settings.seed)
-    model: nn.Module = resnet20(len(train_set.classes))
+    training = _Training(args, settings, device)
     if checkpoint is not None:
-        model = load_model(args.resume, checkpoint)
-    model.to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=_LR, momentum=_MOMENTUM, weight_decay=_WEIGHT_DECAY
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
-    loader = stoker.DataLoader(
-        train_set, batch_size=settings.batch_size, shuffle=True, seed=settings.seed,
-        num_workers=args.workers, pin_memory=cuda, persistent_workers=args.workers > 0,
-    )  # fmt: skip
-    test_loader = stoker.DataLoader(
-        test_set, batch_size=_TEST_BATCH_SIZE, num_workers=min(args.workers, 1), pin_memory=cuda
-    )
-    history: list[dict[str, float]] = []
-    stats = _EpochStats()
-    epoch = 0
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scheduler.T_max = settings.epochs  # --epochs may extend a finished run
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        history = list(checkpoint["history"])
-        epoch = _position_loader(loader, checkpoint["loader"])
-        stats = _EpochStats(**checkpoint["partial"]) if checkpoint.get("partial") else stats
-        print(f"resuming {args.resume} at epoch {epoch + 1}/{settings.epochs}"
-              + (f", batch {checkpoint['loader']['batches_yielded'] + 1}" if stats.seen else ""))  # fmt: skip
+        training.restore(args.resume, checkpoint)
+        where = f", batch {training.stats.batches + 1}" if training.stats.batches else ""
+        print(f"resuming {args.resume} at epoch {training.epoch + 1}/{settings.epochs}{where}")
     else:
-        loader.set_epoch(0)
-    print(f"training ResNet-20 on {len(train_set):,} images ({args.data}), {device}, batch "
-          f"{settings.batch_size}, {args.workers} worker(s), {settings.epochs} epoch(s)")  # fmt: skip
-
-    out = Path(args.out)
-    path = out / CHECKPOINT_NAME
-
-    def _save(epoch: int, partial: _EpochStats | None) -> None:
-        save_checkpoint(path, {
-            "num_classes": len(train_set.classes), "classes": list(train_set.classes),
-            "settings": settings.__dict__.copy(), "model_state": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "loader": loader.state_dict(), "epoch": epoch,
-            "rng": {"torch": torch.get_rng_state()}, "history": history,
-            "partial": partial.as_dict() if partial else None,
-        })  # fmt: skip
-
-    stop = _StopRequest()
+        training.loader.set_epoch(0)
+    print(
+        f"training ResNet-20 on {len(training.loader.dataset):,} images ({args.data}), {device}, "
+        f"batch {settings.batch_size}, {args.workers} worker(s), {settings.epochs} epoch(s)",
+        flush=True,
+    )
+    stop = _StopRequest(args.max_batches)
     try:
         with stop.installed():
-            while epoch < settings.epochs:
-                bar = ProgressBar(len(loader), f"epoch {epoch + 1}/{settings.epochs}")
-                finished = _train_epoch(model, loader, optimizer, device, stats, bar, stop)
-                bar.close()
-                if not finished:
-                    _save(epoch, stats)
-                    print(f"stopped in epoch {epoch + 1}; checkpoint: {path}\ncontinue with: "
-                          f"stoker train --data {args.data} --resume {path} --out {out}")  # fmt: skip
-                    return _INTERRUPTED_EXIT
-                scheduler.step()
-                predicted, truth = predict(model, test_loader, device)
-                accuracy = float((predicted == truth).float().mean()) if len(truth) else 0.0
-                history.append({
-                    "epoch": epoch + 1, "train_loss": stats.loss_sum / max(stats.seen, 1),
-                    "test_accuracy": accuracy, "data_wait": stats.data_wait,
-                    "samples_per_s": stats.seen / stats.step_s if stats.step_s else 0.0,
-                })  # fmt: skip
-                _save(epoch + 1, None)
-                row = history[-1]
-                print(f"epoch {epoch + 1}/{settings.epochs}  train loss {row['train_loss']:.4f}  "
-                      f"test acc {accuracy:.1%}  data wait {row['data_wait']:.0%}  "
-                      f"{row['samples_per_s']:,.0f} samples/s")  # fmt: skip
-                epoch += 1
-                stats = _EpochStats()
+            finished = training.fit(stop)
     finally:
-        loader.close()
-    print(f"checkpoint: {path}")
+        training.loader.close()
+    if not finished:
+        print(
+            f"stopped after {training.epoch} epoch(s) and {training.stats.batches} batch(es); "
+            f"checkpoint: {training.path}\n"
+            f"continue with: stoker train --data {args.data} --resume {training.path} "
+            f"--out {args.out}"
+        )
+        return _INTERRUPTED_EXIT
+    print(f"checkpoint: {training.path}")
     return 0

@@ -67,8 +67,9 @@ class CifarResNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.layers(F.relu(self.bn(self.conv(x))))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        features: torch.Tensor = self.layers(F.relu(self.bn(self.conv(x))))
+        logits: torch.Tensor = self.fc(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1))
+        return logits
 
 
 def resnet20(num_classes: int = 10) -> CifarResNet:
