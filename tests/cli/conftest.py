@@ -22,10 +22,14 @@ def shapes_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _torch_globals() -> Iterator[None]:
-    """`train --deterministic` flips process-wide switches; put them back after each test."""
+    """`train --deterministic` flips process-wide switches; put them back after each test.
+
+    One torch thread: on a shared 2-core machine, two OpenMP threads that wait for each other
+    at every barrier ran these tests up to 50× slower when a neighbour took a core.
+    """
     deterministic = torch.are_deterministic_algorithms_enabled()
     threads = torch.get_num_threads()
-    torch.set_num_threads(min(threads, 2))
+    torch.set_num_threads(1)
     yield
     torch.use_deterministic_algorithms(deterministic)
     torch.set_num_threads(threads)
