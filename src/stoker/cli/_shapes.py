@@ -31,7 +31,7 @@ SHAPES = (
 )
 """What each class looks like, in CIFAR-10 label order (airplane = circle, ...)."""
 
-_NOISE_STD = 18.0  # uint8 levels: visible grain, shapes still obvious
+_NOISE_STD = 30.0  # uint8 levels: heavy grain, so the model has something to learn
 _MIN_CONTRAST = 90  # uint8 levels between background and foreground, summed over channels / 3
 
 Floats = npt.NDArray[np.float64]

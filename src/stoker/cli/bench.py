@@ -133,6 +133,7 @@ def save_chart(results: list[Result], out: Path) -> None:
 
     matplotlib.use("Agg")  # files only
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     labels = [
         f"batch {r.batch_size}\n{r.workers} worker{'s' if r.workers != 1 else ''}" for r in results
@@ -155,7 +156,8 @@ def save_chart(results: list[Result], out: Path) -> None:
         ours, labels=[f"{r.stoker_rate:,.0f}\n{r.ratio:.1f}x" for r in results], fontsize=8
     )
     axis.set_xticks(x, labels)
-    axis.set_ylabel("samples / s")
+    axis.set_ylabel("samples / s (higher is better)")
+    axis.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     axis.set_title("CIFAR-10 training pipeline (crop, flip, normalise)", fontsize=10)
     axis.margins(y=0.25)
     axis.legend(fontsize=8, loc="upper left")

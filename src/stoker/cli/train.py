@@ -20,6 +20,7 @@ from stoker._progress import ProgressBar
 from stoker.cli._checkpoint import load_checkpoint, load_model, save_checkpoint
 from stoker.cli._common import (
     CommandError,
+    default_threads,
     open_cifar,
     pick_device,
     positive_int,
@@ -77,6 +78,12 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "--test-limit", type=positive_int, default=None, help="use only the first N test images"
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch compute threads (default: available cores minus --workers, at least 1)",
     )
     parser.add_argument(
         "--max-batches",
@@ -363,6 +370,7 @@ def run(args: argparse.Namespace) -> int:
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest
+    torch.set_num_threads(args.threads or default_threads(args.workers))
     training = _Training(args, settings, device)
     if checkpoint is not None:
         training.restore(args.resume, checkpoint)
@@ -372,7 +380,8 @@ def run(args: argparse.Namespace) -> int:
         training.loader.set_epoch(0)
     print(
         f"training ResNet-20 on {len(training.loader.dataset):,} images ({args.data}), {device}, "
-        f"batch {settings.batch_size}, {args.workers} worker(s), {settings.epochs} epoch(s)",
+        f"batch {settings.batch_size}, {args.workers} worker(s), {torch.get_num_threads()} "
+        f"thread(s), {settings.epochs} epoch(s)",
         flush=True,
     )
     stop = _StopRequest(args.max_batches)
