@@ -181,11 +181,14 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--data",
         type=Path,
+        metavar="DIR",
         default=None,
         help="folder with cifar-10-batches-py/ (default: 50,000 generated images)",
     )
     parser.add_argument("--quick", action="store_true", help="4,096 samples per run (< 1 minute)")
-    parser.add_argument("--out", type=Path, default=Path("bench.png"), help="chart PNG to write")
+    parser.add_argument(
+        "--out", type=Path, metavar="PNG", default=Path("bench.png"), help="chart PNG to write"
+    )
     parser.set_defaults(run=run)
 
 

@@ -44,13 +44,17 @@ def register(commands: Any) -> None:
         "everything is. About 2 minutes on 2 CPU cores.",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("stoker-demo"), help="folder for everything"
+        "--out", type=Path, metavar="DIR", default=Path("stoker-demo"), help="folder for everything"
     )
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: a few seconds (for tests)"
     )
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 4)")
-    parser.add_argument("--workers", type=int, default=1, help="loader worker processes")
+    parser.add_argument(
+        "--epochs", type=int, metavar="N", default=None, help="training epochs (default 4)"
+    )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", default=1, help="loader worker processes"
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.set_defaults(run=run)
 

@@ -26,11 +26,17 @@ def register(commands: Any) -> None:
         "bird, cat, dog), resized to 32×32 and normalised as CIFAR. Prints overall and "
         "per-class accuracy.",
     )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt from train")
-    parser.add_argument("--voc", type=Path, required=True, help="folder holding VOCdevkit/")
+    parser.add_argument(
+        "--checkpoint", type=Path, metavar="CKPT", required=True, help="checkpoint.pt from train"
+    )
+    parser.add_argument(
+        "--voc", type=Path, metavar="DIR", required=True, help="folder holding VOCdevkit/"
+    )
     parser.add_argument("--download", action="store_true", help="fetch VOC 2007 into --voc first")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--workers", type=int, default=0, help="loader worker processes")
+    parser.add_argument(
+        "--workers", type=int, metavar="N", default=0, help="loader worker processes"
+    )
     parser.set_defaults(run=run)
 
 

@@ -36,14 +36,19 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--data",
         type=Path,
+        metavar="DIR",
         required=True,
         help="folder with cifar-10-batches-py/ (or VOCdevkit/ for --source voc)",
     )
-    parser.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG to write")
-    parser.add_argument("--rows", type=positive_int, default=4)
-    parser.add_argument("--cols", type=positive_int, default=8)
+    parser.add_argument(
+        "--out", type=Path, metavar="PNG", default=Path("grid.png"), help="PNG to write"
+    )
+    parser.add_argument("--rows", type=positive_int, metavar="N", default=4)
+    parser.add_argument("--cols", type=positive_int, metavar="N", default=8)
     parser.add_argument("--source", choices=("cifar", "voc"), default="cifar")
-    parser.add_argument("--seed", type=int, default=0, help="which samples and augmentations")
+    parser.add_argument(
+        "--seed", type=int, metavar="S", default=0, help="which samples and augmentations"
+    )
     parser.add_argument("--download", action="store_true", help="fetch the dataset first")
     parser.set_defaults(run=run)
 

@@ -52,42 +52,73 @@ def register(commands: Any) -> None:
         "an uninterrupted run.",
     )
     parser.add_argument(
-        "--data", type=Path, required=True, help="folder holding cifar-10-batches-py/"
+        "--data",
+        type=Path,
+        metavar="DIR",
+        required=True,
+        help="folder holding cifar-10-batches-py/",
     )
     parser.add_argument("--download", action="store_true", help="fetch CIFAR-10 into --data first")
     parser.add_argument(
-        "--epochs", type=positive_int, default=None, help="default 30 (or as in --resume)"
+        "--epochs",
+        type=positive_int,
+        metavar="N",
+        default=None,
+        help="default 30 (or as in --resume)",
     )
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="default 128")
     parser.add_argument(
-        "--workers", type=int, default=2, help="loader worker processes (0: in-process)"
+        "--batch-size", type=positive_int, metavar="N", default=None, help="default 128"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        default=2,
+        help="loader worker processes (0: in-process)",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument(
-        "--seed", type=int, default=None, help="seed of weights, order and augmentation (default 0)"
+        "--seed",
+        type=int,
+        metavar="S",
+        default=None,
+        help="seed of weights, order and augmentation (default 0)",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("runs/train"), help="where checkpoint.pt goes"
+        "--out",
+        type=Path,
+        metavar="DIR",
+        default=Path("runs/train"),
+        help="where checkpoint.pt goes",
     )
-    parser.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from")
+    parser.add_argument(
+        "--resume", type=Path, metavar="CKPT", default=None, help="checkpoint to continue from"
+    )
     parser.add_argument(
         "--train-limit",
         type=positive_int,
+        metavar="N",
         default=None,
         help="use only the first N training images",
     )
     parser.add_argument(
-        "--test-limit", type=positive_int, default=None, help="use only the first N test images"
+        "--test-limit",
+        type=positive_int,
+        metavar="N",
+        default=None,
+        help="use only the first N test images",
     )
     parser.add_argument(
         "--threads",
         type=positive_int,
+        metavar="N",
         default=None,
         help="torch compute threads (default: available cores minus --workers, at least 1)",
     )
     parser.add_argument(
         "--max-batches",
         type=positive_int,
+        metavar="N",
         default=None,
         help="stop after N batches as Ctrl-C would (checkpoint written), to try --resume",
     )
