@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,27 @@ def test_checkpoint_that_would_run_code_is_refused(
     torch.save({"format": FORMAT, "payload": _Payload()}, path, pickle_module=pickle)
     err = _fails(["eval-voc", "--checkpoint", str(path), "--voc", str(tmp_path)], capsys, "damaged")
     assert "this must never run" not in capsys.readouterr().out + err
+
+
+def _hide_torchvision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every torchvision import raise ImportError, even of modules loaded already."""
+    for name in [*sys.modules, "torchvision", "torchvision.transforms.v2"]:
+        if name == "torchvision" or name.startswith("torchvision."):
+            monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_bench_without_torchvision_says_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _hide_torchvision(monkeypatch)
+    _fails(["bench", "--quick"], capsys, "torchvision", "pip install torchvision")
+
+
+def test_demo_without_torchvision_skips_only_the_benchmark(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _hide_torchvision(monkeypatch)
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--workers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped: stoker bench compares against torchvision" in out
+    assert (tmp_path / "samples.png").is_file() and not (tmp_path / "bench.png").exists()

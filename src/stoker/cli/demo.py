@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import torch
 
 from stoker.cli import bench, eval_voc, train
 from stoker.cli._checkpoint import load_checkpoint
+from stoker.cli._common import CommandError
 from stoker.cli._shapes import SHAPES, write_demo_cifar, write_demo_voc
 from stoker.datasets import CIFAR10_CLASSES
 
@@ -106,13 +108,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{voc_count} VOC images with one object of a mapped class\n{voc_table}")
 
     _step("4/5 sample grids")
-    _call("show", ["--data", str(data), "--out", str(grid)])
-    _call("show", ["--data", str(data), "--out", str(voc_grid), "--source", "voc", "--rows", "2"])
+    drawn = _optional(lambda: _grids(data, grid, voc_grid))
 
     _step("5/5 benchmark")
-    results = bench.measure(data, size.bench_samples)
-    print(bench.table(results))
-    bench.save_chart(results, chart)
+    benched = _optional(lambda: _bench(data, size.bench_samples, chart))
 
     first, last = history[0], history[-1]
     print(
@@ -122,11 +121,38 @@ def run(args: argparse.Namespace) -> int:
         f"{last['test_accuracy']:.1%} after epoch {last['epoch']:.0f} (chance: 10%)\n"
         f"  VOC accuracy     {voc_accuracy:.1%} on {voc_count} images\n"
         f"  checkpoint       {checkpoint}\n"
-        f"  sample grids     {grid}, {voc_grid}\n"
-        f"  benchmark chart  {chart}\n"
+        f"  sample grids     {f'{grid}, {voc_grid}' if drawn else 'skipped (see above)'}\n"
+        f"  benchmark chart  {chart if benched else 'skipped (see above)'}\n"
         f"  data             {data}  (try: stoker train --data {data} --epochs 10)"
     )
     return 0
+
+
+def _grids(data: Path, grid: Path, voc_grid: Path) -> None:
+    _call("show", ["--data", str(data), "--out", str(grid)])
+    _call("show", ["--data", str(data), "--out", str(voc_grid), "--source", "voc", "--rows", "2"])
+
+
+def _bench(data: Path, samples: int, chart: Path) -> None:
+    results = bench.measure(data, samples)
+    print(bench.table(results))
+    bench.save_chart(results, chart)
+
+
+def _optional(step: Callable[[], object]) -> bool:
+    """Run a step that needs an optional package; if it is missing, say so and go on."""
+    try:
+        step()
+    except CommandError as error:
+        print(f"skipped: {error}")
+        return False
+    except ImportError as error:
+        print(
+            f"skipped: {error.name or error} is not installed; `pip install stoker[plot] "
+            "torchvision` adds what the sample grids and the benchmark need"
+        )
+        return False
+    return True
 
 
 def _call(command: str, argv: list[str]) -> None:
