@@ -142,10 +142,13 @@ def _hide_torchvision(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bench_without_torchvision_says_to_install_it(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _hide_torchvision(monkeypatch)
-    _fails(["bench", "--quick"], capsys, "torchvision", "pip install torchvision")
+    chart = tmp_path / "bench.png"
+    _fails(
+        ["bench", "--quick", "--out", str(chart)], capsys, "torchvision", "pip install torchvision"
+    )
 
 
 def test_demo_without_torchvision_skips_only_the_benchmark(
