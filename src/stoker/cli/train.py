@@ -1,0 +1,433 @@
+"""`stoker train`: ResNet-20 on CIFAR-10 fed by stoker, with checkpoints that resume exactly."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import stoker
+from stoker._progress import ProgressBar
+from stoker.cli._checkpoint import load_checkpoint, load_model, save_checkpoint
+from stoker.cli._common import (
+    CommandError,
+    default_threads,
+    open_cifar,
+    pick_device,
+    positive_int,
+    test_pipeline,
+    train_pipeline,
+)
+from stoker.cli._evaluate import predict
+from stoker.datasets import CIFAR10
+from stoker.models import resnet20
+
+__all__ = ["register", "run"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+_LR = 0.1
+_MOMENTUM = 0.9
+_WEIGHT_DECAY = 5e-4
+_TEST_BATCH_SIZE = 512  # inference only: larger batches are cheaper per image
+_INTERRUPTED_EXIT = 130  # the shell's code for "stopped by Ctrl-C"
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="train ResNet-20 on CIFAR-10 with stoker feeding it",
+        description="Train ResNet-20 on CIFAR-10 with the seed's augmentation, SGD (momentum "
+        "0.9, weight decay 5e-4, lr 0.1) and a cosine schedule. A checkpoint is written to "
+        "OUT/checkpoint.pt after every epoch (and on Ctrl-C, at the next batch boundary); "
+        "--resume continues from it exactly, with the same batches and the same weights as "
+        "an uninterrupted run.",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        required=True,
+        help="folder holding cifar-10-batches-py/",
+    )
+    parser.add_argument("--download", action="store_true", help="fetch CIFAR-10 into --data first")
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        metavar="N",
+        default=None,
+        help="default 30 (or as in --resume)",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, metavar="N", default=None, help="default 128"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        default=2,
+        help="loader worker processes (0: in-process)",
+    )
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        metavar="S",
+        default=None,
+        help="seed of weights, order and augmentation (default 0)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        default=Path("runs/train"),
+        help="where checkpoint.pt goes",
+    )
+    parser.add_argument(
+        "--resume", type=Path, metavar="CKPT", default=None, help="checkpoint to continue from"
+    )
+    parser.add_argument(
+        "--train-limit",
+        type=positive_int,
+        metavar="N",
+        default=None,
+        help="use only the first N training images",
+    )
+    parser.add_argument(
+        "--test-limit",
+        type=positive_int,
+        metavar="N",
+        default=None,
+        help="use only the first N test images",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        default=None,
+        help="torch compute threads (default: available cores minus --workers, at least 1)",
+    )
+    parser.add_argument(
+        "--max-batches",
+        type=positive_int,
+        metavar="N",
+        default=None,
+        help="stop after N batches as Ctrl-C would (checkpoint written), to try --resume",
+    )
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="torch.use_deterministic_algorithms(True): bit-identical reruns",
+    )
+    parser.set_defaults(run=run)
+
+
+@dataclass
+class _Settings:
+    """What must stay the same across a resume for it to be exact."""
+
+    seed: int = 0
+    batch_size: int = 128
+    epochs: int = 30
+    train_limit: int | None = None
+    test_limit: int | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, saved: dict[str, Any] | None) -> _Settings:
+        settings = cls(**saved) if saved else cls()
+        for name in ("seed", "batch_size", "epochs", "train_limit", "test_limit"):
+            given = getattr(args, name)
+            if given is None:
+                continue
+            if saved and name != "epochs" and given != saved.get(name):
+                raise CommandError(
+                    f"--{name.replace('_', '-')} {given} differs from the {saved.get(name)} the "
+                    f"checkpoint {args.resume} was trained with; a resumed run must keep it to "
+                    "continue exactly. Leave the option out to use the checkpoint's value."
+                )
+            setattr(settings, name, given)
+        return settings
+
+
+@dataclass
+class _EpochStats:
+    """Running totals for one epoch; saved in a mid-epoch checkpoint to carry on counting."""
+
+    loss_sum: float = 0.0
+    seen: int = 0
+    wait_s: float = 0.0
+    step_s: float = 0.0
+    batches: int = 0
+
+    @property
+    def data_wait(self) -> float:
+        """Share of step time spent blocked in ``next(loader)``: near 1 means input-bound."""
+        return self.wait_s / self.step_s if self.step_s else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+class _StopRequest:
+    """Ctrl-C sets a flag that the loop checks between batches; a second Ctrl-C stops at once.
+
+    Stopping between batches keeps the model, optimizer and loader state consistent, so the
+    checkpoint written then resumes exactly.
+    """
+
+    def __init__(self, max_batches: int | None = None) -> None:
+        self.requested = False
+        self.batches_left = max_batches
+
+    def count_batch(self) -> None:
+        """One more batch trained; with ``--max-batches`` spent, stop as Ctrl-C would."""
+        if self.batches_left is not None:
+            self.batches_left -= 1
+            self.requested = self.requested or self.batches_left <= 0
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_StopRequest]:
+        try:
+            previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: Ctrl-C stays torch's business
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _limited(dataset: CIFAR10, limit: int | None) -> CIFAR10:
+    if limit is not None:
+        dataset.data, dataset.targets = dataset.data[:limit], dataset.targets[:limit]
+    return dataset
+
+
+def _position_loader(loader: stoker.DataLoader, state: dict[str, Any], mid_epoch: bool) -> int:
+    """Continue from a saved loader state; returns the epoch the next ``iter()`` runs."""
+    if mid_epoch:
+        loader.load_state_dict(state)  # the rest of the epoch, from the exact next batch
+        return int(state["epoch"])
+    # The saved epoch is finished (its scheduler step and evaluation done): start the next.
+    following = int(state["epoch"]) + 1 if not state.get("fresh") else int(state["epoch"])
+    loader.set_epoch(following)
+    return following
+
+
+def _train_epoch(
+    model: nn.Module,
+    loader: stoker.DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    stats: _EpochStats,
+    bar: ProgressBar,
+    stop: _StopRequest,
+) -> bool:
+    """One epoch, or its rest past ``stats.batches``; False when stopped early by Ctrl-C.
+
+    A stop asked for during the epoch's last batch lets the epoch end normally: its
+    checkpoint is then the ordinary end-of-epoch one.
+    """
+    model.train()
+    batches = iter(loader)
+    total = len(loader)
+    while not (stop.requested and stats.batches < total):
+        started = time.perf_counter()
+        try:
+            images, labels = next(batches)
+        except StopIteration:
+            return True
+        got_batch = time.perf_counter()
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        # float() waits for the GPU, so step time counts the compute, not only its launch.
+        stats.loss_sum += float(loss.detach()) * len(labels)
+        stats.seen += len(labels)
+        stats.wait_s += got_batch - started
+        stats.step_s += time.perf_counter() - started
+        stats.batches += 1
+        stop.count_batch()
+        if bar.due(stats.batches):
+            rate = stats.seen / stats.step_s if stats.step_s else 0.0
+            bar.update(
+                stats.batches,
+                f"{rate:,.0f} samples/s  loss {stats.loss_sum / stats.seen:.3f}  "
+                f"data wait {stats.data_wait:.0%}",
+            )
+    return False
+
+
+class _Training:
+    """Model, optimizer, schedule and loaders of one run, and the checkpoint that holds them."""
+
+    def __init__(self, args: argparse.Namespace, settings: _Settings, device: torch.device):
+        cuda = device.type == "cuda"
+        self.settings, self.device = settings, device
+        self.path = Path(args.out) / CHECKPOINT_NAME
+        train_set = open_cifar(args.data, True, train_pipeline(), args.download, "train")
+        test_set = open_cifar(args.data, False, test_pipeline(), False, "train")
+        _limited(train_set, settings.train_limit)
+        _limited(test_set, settings.test_limit)
+        if len(train_set) == 0:
+            raise CommandError(
+                f"CIFAR-10 in {args.data} has no training images, so there is nothing to train "
+                "on. Fetch the real dataset with --download, or generate one with `stoker demo`."
+            )
+        self.classes = list(train_set.classes)
+        torch.manual_seed(settings.seed)  # the initial weights
+        self.model: nn.Module = resnet20(len(self.classes)).to(device)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=_LR, momentum=_MOMENTUM, weight_decay=_WEIGHT_DECAY
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=settings.epochs
+        )
+        self.loader = stoker.DataLoader(
+            train_set,
+            batch_size=settings.batch_size,
+            shuffle=True,
+            seed=settings.seed,
+            num_workers=args.workers,
+            pin_memory=cuda,
+            persistent_workers=args.workers > 0,
+        )
+        self.test_loader = stoker.DataLoader(
+            test_set, batch_size=_TEST_BATCH_SIZE, num_workers=min(args.workers, 1), pin_memory=cuda
+        )
+        self.history: list[dict[str, float]] = []
+        self.epoch = 0  # epochs completed
+        self.stats = _EpochStats()
+
+    def restore(self, path: Path, checkpoint: dict[str, Any]) -> None:
+        """Continue from ``checkpoint``: same weights, optimizer, schedule, RNG and next batch."""
+        self.model.load_state_dict(load_model(path, checkpoint).state_dict())
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scheduler.T_max = self.settings.epochs  # --epochs may extend a finished run
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        self.history = list(checkpoint["history"])
+        partial = checkpoint.get("partial")
+        self.epoch = _position_loader(self.loader, checkpoint["loader"], partial is not None)
+        if partial is not None:
+            self.stats = _EpochStats(**partial)
+
+    def save(self, mid_epoch: bool) -> None:
+        save_checkpoint(
+            self.path,
+            {
+                "num_classes": len(self.classes),
+                "classes": self.classes,
+                "settings": self.settings.__dict__.copy(),
+                "model_state": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "loader": self.loader.state_dict(),
+                "epoch": self.epoch,
+                "rng": {"torch": torch.get_rng_state()},
+                "history": self.history,
+                "partial": self.stats.as_dict() if mid_epoch else None,
+            },
+        )
+
+    def finish_epoch(self) -> dict[str, float]:
+        """Step the schedule, score the test split, record and checkpoint the epoch."""
+        self.scheduler.step()
+        predicted, truth = predict(self.model, self.test_loader, self.device)
+        stats = self.stats
+        self.epoch += 1
+        self.history.append(
+            {
+                "epoch": self.epoch,
+                "train_loss": stats.loss_sum / max(stats.seen, 1),
+                "test_accuracy": float((predicted == truth).float().mean()) if len(truth) else 0.0,
+                "data_wait": stats.data_wait,
+                "samples_per_s": stats.seen / stats.step_s if stats.step_s else 0.0,
+            }
+        )
+        self.stats = _EpochStats()
+        self.save(mid_epoch=False)
+        return self.history[-1]
+
+    def fit(self, stop: _StopRequest) -> bool:
+        """Train until the last epoch (True) or a stop request (False, checkpoint written)."""
+        total = self.settings.epochs
+        while self.epoch < total:
+            if stop.requested:
+                return False  # asked for during the last epoch's end: its checkpoint stands
+            bar = ProgressBar(len(self.loader), f"epoch {self.epoch + 1}/{total}")
+            finished = _train_epoch(
+                self.model, self.loader, self.optimizer, self.device, self.stats, bar, stop,
+            )  # fmt: skip
+            bar.close()
+            if not finished:
+                self.save(mid_epoch=True)
+                return False
+            row = self.finish_epoch()
+            print(
+                f"epoch {self.epoch}/{total}  train loss {row['train_loss']:.4f}  "
+                f"test acc {row['test_accuracy']:.1%}  data wait {row['data_wait']:.0%}  "
+                f"{row['samples_per_s']:,.0f} samples/s",
+                flush=True,
+            )
+        return True
+
+
+def run(args: argparse.Namespace) -> int:
+    device = pick_device(args.device)
+    if args.workers < 0:
+        raise CommandError(f"--workers must be >= 0, got {args.workers}; use 0 to load in-process")
+    checkpoint = load_checkpoint(args.resume) if args.resume is not None else None
+    settings = _Settings.from_args(args, checkpoint["settings"] if checkpoint else None)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest
+    torch.set_num_threads(args.threads or default_threads(args.workers))
+    training = _Training(args, settings, device)
+    if checkpoint is not None:
+        training.restore(args.resume, checkpoint)
+        where = f", batch {training.stats.batches + 1}" if training.stats.batches else ""
+        print(f"resuming {args.resume} at epoch {training.epoch + 1}/{settings.epochs}{where}")
+    else:
+        training.loader.set_epoch(0)
+    print(
+        f"training ResNet-20 on {len(training.loader.dataset):,} images ({args.data}), {device}, "
+        f"batch {settings.batch_size}, {args.workers} worker(s), {torch.get_num_threads()} "
+        f"thread(s), {settings.epochs} epoch(s)",
+        flush=True,
+    )
+    stop = _StopRequest(args.max_batches)
+    try:
+        with stop.installed():
+            finished = training.fit(stop)
+    finally:
+        training.loader.close()
+    if not finished:
+        print(
+            f"stopped after {training.epoch} epoch(s) and {training.stats.batches} batch(es); "
+            f"checkpoint: {training.path}\n"
+            f"continue with: stoker train --data {args.data} --resume {training.path} "
+            f"--out {args.out}"
+        )
+        return _INTERRUPTED_EXIT
+    print(f"checkpoint: {training.path}")
+    return 0
