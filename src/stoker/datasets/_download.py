@@ -7,15 +7,13 @@ import hashlib
 import http.client
 import os
 import shutil
-import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import TextIO
 
+from stoker._progress import ProgressBar
 from stoker.datasets._archive import safe_extract
 from stoker.errors import DatasetError, IntegrityError
 
@@ -25,7 +23,6 @@ _CHUNK_BYTES = 1 << 20
 # Long enough for a slow mirror to answer, short enough that a dead one fails within a minute.
 _SOCKET_TIMEOUT_S = 60.0
 # Redrawing the bar more often than this only costs terminal bandwidth.
-_PROGRESS_INTERVAL_S = 0.2
 _SCHEMES = ("http", "https", "file")
 
 
@@ -38,36 +35,8 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-class _Progress:
-    """A one-line progress bar on stderr; knows the total only when the server says it."""
-
-    def __init__(self, label: str, total: int | None, stream: TextIO | None = None):
-        self.label = label
-        self.total = total
-        self.done = 0
-        self.stream = stream if stream is not None else sys.stderr
-        self._last_draw = 0.0
-
-    def advance(self, nbytes: int) -> None:
-        self.done += nbytes
-        now = time.monotonic()
-        if now - self._last_draw >= _PROGRESS_INTERVAL_S:
-            self._last_draw = now
-            self._draw()
-
-    def _draw(self, end: str = "") -> None:
-        mib = self.done / 2**20
-        if self.total:
-            share = min(self.done / self.total, 1.0)
-            bar = "#" * int(share * 30)
-            line = f"{self.label}: [{bar:<30}] {share:4.0%} {mib:.1f}/{self.total / 2**20:.1f} MiB"
-        else:
-            line = f"{self.label}: {mib:.1f} MiB"
-        self.stream.write(f"\r{line}{end}")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self._draw(end="\n")
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f} MiB"
 
 
 def _fetch(url: str, dest: Path) -> None:
@@ -80,11 +49,16 @@ def _fetch(url: str, dest: Path) -> None:
             open(dest, "wb") as out,
         ):
             length = response.headers.get("Content-Length")
-            progress = _Progress(f"downloading {dest.name}", int(length) if length else None)
+            total = int(length) if length else None
+            label = f"downloading {dest.name}"
+            bar, done = ProgressBar(total, label, show_count=False), 0
             while chunk := response.read(_CHUNK_BYTES):
                 out.write(chunk)
-                progress.advance(len(chunk))
-            progress.close()
+                done += len(chunk)
+                if bar.due(done):
+                    share = f"{done / total:4.0%} " if total else ""
+                    bar.update(done, f"{share}{_mib(done)}")
+            bar.close(f"{label}: 100% {_mib(done)}")
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         raise DatasetError(
             f"could not download {url} ({type(exc).__name__}: {exc}); check the network or the "
