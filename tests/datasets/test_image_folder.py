@@ -39,7 +39,7 @@ def test_mapping_is_saved_and_then_pins_labels(tmp_path: Path) -> None:
     )
     ds = ImageFolder(tmp_path, target_transform=lambda y: y * 10)
     assert ds.classes == ["dog", "ant"]
-    assert sorted(label for _, label in ds.__getitems__([0, 1])) == [0, 10]
+    assert sorted(ds[i][1] for i in range(2)) == [0, 10]
 
 
 def test_folder_missing_from_mapping_is_an_error(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stoker import seeding
 from stoker.dataset import Dataset
 from stoker.datasets._images import open_rgb
 from stoker.datasets._json_cache import write_json
@@ -104,13 +103,6 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
             image = self.transform(image)
         target: Any = label if self.target_transform is None else self.target_transform(label)
         return image, target
-
-    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any]]:
-        samples = []
-        for position, index in enumerate(indices):
-            with seeding.each_sample(position):
-                samples.append(self[index])
-        return samples
 
     def __repr__(self) -> str:
         return f"ImageFolder(root={str(self.root)!r}, classes={len(self.classes)}, n={len(self)})"

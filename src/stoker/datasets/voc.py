@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from stoker import seeding
 from stoker.dataset import Dataset
 from stoker.datasets._download import download_and_extract
 from stoker.datasets._images import open_rgb
@@ -135,13 +134,6 @@ class VOCDetection(Dataset[tuple[Any, Any]]):
         if self.target_transform is not None:
             target = self.target_transform(target)
         return image, target
-
-    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any]]:
-        samples = []
-        for position, index in enumerate(indices):
-            with seeding.each_sample(position):
-                samples.append(self[index])
-        return samples
 
     def __repr__(self) -> str:
         return (
