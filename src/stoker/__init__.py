@@ -11,6 +11,7 @@ from stoker.dataset import (
     IterableDataset,
     MappedDataset,
     Subset,
+    WithSampleContext,
 )
 from stoker.errors import (
     CollateError,
@@ -55,6 +56,7 @@ __all__ = [
     "TooManyErrorsError",
     "TransformError",
     "UnsafeDataError",
+    "WithSampleContext",
     "WorkerDiedError",
     "WorkerError",
     "WorkerInfo",

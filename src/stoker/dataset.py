@@ -6,7 +6,11 @@ import bisect
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
+import torch
 import torch.utils.data
+
+from stoker import seeding
+from stoker._collated import CollatedSamples
 
 __all__ = [
     "ConcatDataset",
@@ -15,6 +19,7 @@ __all__ = [
     "IterableDataset",
     "MappedDataset",
     "Subset",
+    "WithSampleContext",
 ]
 
 T = TypeVar("T")
@@ -130,3 +135,44 @@ class FilteredDataset(Subset[T]):
     def __init__(self, dataset: torch.utils.data.Dataset[T], predicate: Callable[[T], bool]):
         keep = [i for i in range(len(dataset)) if predicate(dataset[i])]  # type: ignore[arg-type]
         super().__init__(dataset, keep)
+
+
+class WithSampleContext(Dataset[Any]):
+    """``dataset``'s samples, each with one more field: its ``[seed, epoch, index]`` row.
+
+    For augmentation that runs later, elsewhere — on the GPU, on the collated batch — but must
+    stay a function of (seed, epoch, index): batches carry an int64 ``B×3`` tensor as their last
+    field, and ``with stoker.seeding.context_from_rows(rows):`` recreates the context in which
+    the loader's workers would have augmented them. A batched ``__getitems__`` of ``dataset``
+    returning :class:`~stoker.CollatedSamples` stays batched.
+    """
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        sample = self.dataset[index]
+        row = torch.from_numpy(seeding.context_rows(seeding.current_context(), 1)[0])
+        return (*sample, row) if isinstance(sample, tuple | list) else (sample, row)
+
+    def __getitems__(self, indices: Sequence[int]) -> Any:
+        getitems = getattr(self.dataset, "__getitems__", None)
+        if getitems is None:
+            samples: Any = []
+            for position, index in enumerate(indices):
+                with seeding.each_sample(position):
+                    samples.append(self[index])
+            return samples
+        rows = torch.from_numpy(seeding.context_rows(seeding.current_context(), len(indices)))
+        batch = getitems(indices)
+        if isinstance(batch, CollatedSamples):
+            fields = batch.collated
+            fields = (*fields, rows) if isinstance(fields, tuple | list) else (fields, rows)
+            return CollatedSamples(fields, len(indices))
+        return [
+            (*sample, row) if isinstance(sample, tuple | list) else (sample, row)
+            for sample, row in zip(batch, rows)
+        ]

@@ -27,6 +27,8 @@ import numpy.typing as npt
 
 __all__ = [
     "SampleContext",
+    "context_from_rows",
+    "context_rows",
     "current_context",
     "current_keys",
     "each_sample",
@@ -158,6 +160,36 @@ def each_sample(position: int) -> Iterator[SampleContext | None]:
         return
     with ctx.select(position) as narrowed:
         yield narrowed
+
+
+def context_rows(ctx: SampleContext | None, n: int) -> npt.NDArray[np.int64]:
+    """``n`` rows of ``[seed, epoch, index]`` describing ``ctx``: randomness that can travel.
+
+    With the rows, a batch moved elsewhere (to a GPU, say) can be augmented later exactly as a
+    worker would have: ``with context_from_rows(rows): images = transform(images)``.
+    """
+    if ctx is None:
+        raise ValueError(
+            "no sample context is active: context rows can only be taken inside the loader "
+            "(or inside `with stoker.sample_context(seed, epoch, indices)`)"
+        )
+    indices = ctx.indices
+    if len(indices) != n:
+        raise ValueError(f"the active context holds {len(indices)} samples, not {n}")
+    rows = np.empty((n, 3), dtype=np.int64)
+    rows[:, 0] = np.int64(np.uint64(ctx.seed & _MASK64).astype(np.int64))
+    rows[:, 1] = ctx.epoch
+    rows[:, 2] = indices
+    return rows
+
+
+def context_from_rows(rows: npt.ArrayLike) -> SampleContext:
+    """The :class:`SampleContext` that :func:`context_rows` described (a context manager)."""
+    table = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+    if len(table) == 0:
+        raise ValueError("context_from_rows needs at least one row")
+    seed = int(np.int64(table[0, 0]).astype(np.uint64))
+    return SampleContext(seed, int(table[0, 1]), table[:, 2])
 
 
 def current_keys(n: int) -> npt.NDArray[np.uint64]:

@@ -81,3 +81,16 @@ def test_resume_refuses_a_different_batch_size(
     )
     assert code == 2
     assert "--batch-size 64 differs from the 32" in capsys.readouterr().err
+
+
+def test_augmenting_on_the_device_equals_augmenting_in_workers(
+    shapes_data: Path, tmp_path: Path
+) -> None:
+    """Invariant: moving the augmentation after the copy changes where it runs, not what it does."""
+    common = ["--epochs", "1", "--train-limit", "128", "--test-limit", "32", "--deterministic"]
+    assert _train(shapes_data, tmp_path / "workers", *common, "--augment-on", "workers") == 0
+    assert _train(shapes_data, tmp_path / "device", *common, "--augment-on", "device") == 0
+    in_workers = load_checkpoint(tmp_path / "workers" / "checkpoint.pt")["model_state"]
+    on_device = load_checkpoint(tmp_path / "device" / "checkpoint.pt")["model_state"]
+    for name, tensor in in_workers.items():
+        assert torch.equal(tensor, on_device[name]), name

@@ -68,3 +68,29 @@ def test_batch_transform_outside_the_loader_with_an_explicit_context() -> None:
     with stoker.sample_context(9, 0, list(range(8))):
         got = train_transform()(raw.to("cpu"))
     assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_with_sample_context_lets_augmentation_run_after_the_loader(num_workers: int) -> None:
+    """Rows of [seed, epoch, index] travel with the batch; augmenting later gives the same."""
+    in_loader = stoker.DataLoader(
+        Images(),
+        batch_size=8,
+        shuffle=True,
+        seed=2,
+        num_workers=num_workers,
+        batch_transform=train_transform(),
+    )
+    raw = stoker.DataLoader(
+        stoker.WithSampleContext(Images()),
+        batch_size=8,
+        shuffle=True,
+        seed=2,
+        num_workers=num_workers,
+    )
+    augment = train_transform()
+    for _epoch in range(2):
+        for expected, (images, rows) in zip(in_loader, raw, strict=True):
+            assert rows.shape == (len(images), 3)
+            with stoker.seeding.context_from_rows(rows.numpy()):
+                assert torch.equal(augment(images), expected)

@@ -66,6 +66,18 @@ def train_pipeline() -> T.Compose:
     )
 
 
+def device_pipeline() -> T.Compose:
+    """The training augmentation for uint8 NCHW batches already on the training device."""
+    return T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(p=0.5),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(CIFAR_MEAN, CIFAR_STD),
+        ]
+    )
+
+
 def test_pipeline() -> T.Compose:
     """The seed's test transform: float and CIFAR normalisation only."""
     return T.Compose(
