@@ -53,6 +53,7 @@ class WorkerConfig:
     use_shm: bool
     slots_per_worker: int
     on_error: str = "raise"
+    check_indices: bool = True
 
 
 def seed_globals(base_seed: int, worker_id: int, epoch: int) -> int:
@@ -185,6 +186,7 @@ def _serve(worker_id: int, dataset: Any, conn: Any, config: WorkerConfig, prefix
                 config.batch_transform,
                 sample_seed,
                 on_error=config.on_error,
+                check_indices=config.check_indices,
             )
         try:
             if kind == "next":

@@ -141,6 +141,7 @@ class WorkerPool:
             use_shm=shm.available(),
             slots_per_worker=2 * self.prefetch_factor + _SLOT_HEADROOM,
             on_error=loader.on_error,
+            check_indices=not loader._owns_sampler,
         )
         self.next_task_id = 0
         self.closed = False

@@ -29,6 +29,7 @@ class InProcessIterator(Iterator[Any]):
             loader.batch_transform,
             sample_seed,
             on_error=loader.on_error,
+            check_indices=not loader._owns_sampler,
         )
         self._pin = loader.pin_memory and _pin.pinning_available()
         self._stream: IterableFetcher | None = None
