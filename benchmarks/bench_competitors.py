@@ -14,8 +14,8 @@ crop offset and a flip per sample, 2 workers or threads:
   gather + vectorised numpy) → Prefetcher``, the fastest loader known for this pipeline;
 * stoker: ``stoker.DataLoader`` over ``stoker.datasets.CIFAR10`` with its batched transform —
   2 worker processes (fresh and persistent), in-process (``num_workers=0``, with torch's default
-  thread count and with one intra-op thread), and, as an experiment the library does not offer,
-  the same ``__getitems__`` calls run by 2 threads.
+  thread count and with one intra-op thread), and with 2 worker threads
+  (``worker_mode="thread"``).
 
 Every rate is the best of ``--repeats`` epochs, each with a fresh iterator and its first batch
 (worker start-up included, except "persistent", which reuses warm workers). The machine is
@@ -26,8 +26,6 @@ next to torch without letting pip touch torch (``pip install --no-deps --target 
 from __future__ import annotations
 
 import argparse
-import collections
-import concurrent.futures
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +43,6 @@ from _competitors import (
     torchvision_cifar10,
     write_cifar_root,
 )
-from stoker import seeding
 from stoker import transforms as T
 
 BATCH = 256
@@ -130,29 +127,6 @@ def grain_dataloader(images: np.ndarray, labels: np.ndarray) -> Any:
         operations=[grain.transforms.Batch(BATCH, drop_remainder=False), Augment()],
         worker_count=WORKERS,
     )
-
-
-def stoker_threads(dataset: Any, epoch: int = 0) -> Iterator[Any]:
-    """stoker's batched ``__getitems__`` run by a pool of threads, in order, 2 batches each.
-
-    The same per-sample seeding as the loader (``seeding.sample_context`` is thread-local), so
-    the batches equal ``stoker.DataLoader``'s for the same index batches.
-    """
-    order = np.random.default_rng([SEED, epoch]).permutation(len(dataset))
-    batches = (order[i : i + BATCH].tolist() for i in range(0, len(order), BATCH))
-
-    def load(indices: list[int]) -> Any:
-        with seeding.sample_context(SEED, epoch, indices):
-            return dataset.__getitems__(indices).collated
-
-    with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
-        in_flight: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
-        for indices in batches:
-            in_flight.append(pool.submit(load, indices))
-            if len(in_flight) > 2 * WORKERS:
-                yield in_flight.popleft().result()
-        while in_flight:
-            yield in_flight.popleft().result()
 
 
 def one_torch_thread(loader: Any) -> Iterator[Any]:
@@ -248,9 +222,16 @@ def main() -> None:
                 None,
             ),
             (
-                "stoker __getitems__ in 2 threads (experiment)",
+                "stoker, 2 worker threads (worker_mode='thread')",
                 None,
-                lambda: stoker_threads(ours),
+                lambda: stoker.DataLoader(
+                    ours,
+                    BATCH,
+                    shuffle=True,
+                    num_workers=WORKERS,
+                    seed=SEED,
+                    worker_mode="thread",
+                ),
                 None,
             ),
         ]

@@ -85,6 +85,15 @@ def main() -> None:
                     "  the same, persistent_workers=True",
                     epoch_rates(lambda p=persistent: p, repeats + 1),
                 ),
+                (
+                    "  the same, worker_mode='thread'",
+                    epoch_rates(
+                        lambda b=batch, w=workers: stoker.DataLoader(
+                            ours, b, shuffle=True, num_workers=w, seed=0, worker_mode="thread"
+                        ),
+                        repeats,
+                    ),
+                ),
             ]
             print(f"\n({key}) CIFAR-10 train, seed transform, batch {batch}, {workers} worker(s)")
             print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,8 @@ class WorkerInfo:
     dataset: Any
 
 
-_current: WorkerInfo | None = None
+_current: WorkerInfo | None = None  # set once in a worker process
+_thread = threading.local()  # set in each worker thread (worker_mode="thread")
 
 
 def get_worker_info() -> WorkerInfo | None:
@@ -27,6 +29,9 @@ def get_worker_info() -> WorkerInfo | None:
     Falls back to torch's ``get_worker_info()`` so code shared with torch's DataLoader works
     under either loader.
     """
+    in_thread: WorkerInfo | None = getattr(_thread, "info", None)
+    if in_thread is not None:
+        return in_thread
     if _current is not None:
         return _current
     import torch.utils.data
@@ -40,3 +45,7 @@ def get_worker_info() -> WorkerInfo | None:
 def _set_worker_info(info: WorkerInfo | None) -> None:
     global _current
     _current = info
+
+
+def _set_thread_worker_info(info: WorkerInfo | None) -> None:
+    _thread.info = info

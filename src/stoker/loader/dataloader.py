@@ -38,6 +38,9 @@ class DataLoader(Iterable[Any]):
       same for any ``num_workers`` and after a resume. Without ``seed`` one is drawn from
       ``generator`` (torch's behaviour, same shuffle orders as torch) or torch's global RNG.
     * ``batch_transform``: applied to each collated batch, in the worker.
+    * ``worker_mode="thread"``: workers are threads, not processes — for in-memory datasets
+      whose loading releases the GIL (numpy, torch, batched transforms); nothing is forked,
+      pickled or copied between processes.
     * ``state_dict()`` / ``load_state_dict()``: resume mid-epoch with the exact next batch.
     """
 
@@ -67,6 +70,7 @@ class DataLoader(Iterable[Any]):
         max_errors: int | float = 0.01,
         on_worker_death: str = "restart",
         max_worker_restarts: int = 3,
+        worker_mode: str = "process",
     ):
         _require(
             isinstance(num_workers, int) and num_workers >= 0,
@@ -131,6 +135,15 @@ class DataLoader(Iterable[Any]):
             f"[0, 1)), got {max_errors!r}",
         )
         _require(
+            worker_mode in ("process", "thread"),
+            f"worker_mode must be 'process' or 'thread', got {worker_mode!r}",
+        )
+        _require(
+            worker_mode == "process" or not isinstance(dataset, torch.utils.data.IterableDataset),
+            "worker_mode='thread' needs a map-style dataset: an IterableDataset's stream cannot "
+            "be shared between threads; use worker_mode='process'",
+        )
+        _require(
             on_worker_death in ("restart", "raise"),
             f"on_worker_death must be 'restart' or 'raise', got {on_worker_death!r}",
         )
@@ -139,7 +152,7 @@ class DataLoader(Iterable[Any]):
             f"max_worker_restarts must be an integer >= 0, got {max_worker_restarts!r}",
         )
 
-        if num_workers > 0:
+        if num_workers > 0 and worker_mode == "process":
             from stoker.loader._pool import resolve_context
 
             resolve_context(multiprocessing_context)  # fail here, not at the first iter()
@@ -161,6 +174,7 @@ class DataLoader(Iterable[Any]):
         self.max_errors = max_errors
         self.on_worker_death = on_worker_death
         self.max_worker_restarts = max_worker_restarts
+        self.worker_mode = worker_mode
         self.skipped: list[tuple[int, int, str]] = []
         """Samples dropped under on_error="skip": (epoch, dataset index, repr of the error)."""
 
@@ -236,6 +250,10 @@ class DataLoader(Iterable[Any]):
             from stoker.loader._single import InProcessIterator
 
             return InProcessIterator(self, self._progress)
+        if self.worker_mode == "thread":
+            from stoker.loader._threads import ThreadWorkerIterator
+
+            return ThreadWorkerIterator(self, self._progress)
         from stoker.loader._multi import MultiProcessIterator
 
         return MultiProcessIterator(self, self._progress)
