@@ -132,3 +132,36 @@ def test_reused_padding_buffer_never_leaks_an_earlier_batch():
             with seeding.sample_context(seed, 0, np.arange(6)):
                 b = T.Compose(members, fuse=False)(x)
             assert torch.equal(a, b), (fill, mode, p_flip, padding, seed)
+
+
+def test_fused_pipeline_leaves_torch_thread_count_as_it_found_it() -> None:
+    """Concurrent pipelines (thread workers) must not leave torch on one thread."""
+    import threading
+
+    import torch
+
+    from stoker import transforms as T
+
+    pipeline = T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.ToImage(),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize([0.5] * 3, [0.2] * 3),
+        ]
+    )
+    batch = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        threads = [
+            threading.Thread(target=lambda: [pipeline(batch) for _ in range(20)]) for _ in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

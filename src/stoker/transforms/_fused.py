@@ -162,15 +162,15 @@ def fused_pipeline(
     std: tuple[float, ...] | None,
 ) -> torch.Tensor:
     """Run crop/flip/convert/normalize on a uint8 NHWC batch, returning an NCHW ``dtype`` tensor."""
-    crops = _gather_crops(*_crop_windows(x, params, fill, padding_mode, flips))
-    n = crops.shape[0]
-    out = torch.empty(crops.shape, dtype=dtype)
-    scale = 1.0 / max_value(torch.uint8)
-    mean_t = std_t = None
-    if mean is not None and std is not None:
-        mean_t = torch.as_tensor(mean, dtype=dtype).view(-1, 1, 1)
-        std_t = torch.as_tensor(std, dtype=dtype).view(-1, 1, 1)
     with _one_torch_thread():
+        crops = _gather_crops(*_crop_windows(x, params, fill, padding_mode, flips))
+        n = crops.shape[0]
+        out = torch.empty(crops.shape, dtype=dtype)
+        scale = 1.0 / max_value(torch.uint8)
+        mean_t = std_t = None
+        if mean is not None and std is not None:
+            mean_t = torch.as_tensor(mean, dtype=dtype).view(-1, 1, 1)
+            std_t = torch.as_tensor(std, dtype=dtype).view(-1, 1, 1)
         for start in range(0, n, _BLOCK_SAMPLES):  # blocks of samples, for the cache
             picked = slice(start, start + _BLOCK_SAMPLES)
             block = out[picked]
@@ -183,19 +183,32 @@ def fused_pipeline(
 
 @contextlib.contextmanager
 def _one_torch_thread() -> Iterator[None]:
-    """Run the block loop's torch ops on one thread, restoring the caller's setting after.
+    """Run the pipeline's torch ops on one thread, restoring the caller's setting after.
 
     A 64-image block is just big enough for torch to split it over its OpenMP threads, and
     when another process holds a core (a worker, the training step) those threads wait on each
     other: measured 170,000 vs 289,000 images/s with one competing process, and as low as
     4,100 vs 304,000 on a loaded machine. On an idle machine one thread costs ~13 %.
+
+    torch's thread count is process-wide and thread workers run pipelines concurrently, so the
+    first pipeline in saves the setting and the last one out restores it.
     """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
+    global _saved_threads, _pipelines_running
+    with _threads_lock:
+        if _pipelines_running == 0:
+            _saved_threads = torch.get_num_threads()
+            if _saved_threads != 1:
+                torch.set_num_threads(1)
+        _pipelines_running += 1
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        with _threads_lock:
+            _pipelines_running -= 1
+            if _pipelines_running == 0 and _saved_threads != 1:
+                torch.set_num_threads(_saved_threads)
+
+
+_threads_lock = threading.Lock()
+_saved_threads = 1
+_pipelines_running = 0
