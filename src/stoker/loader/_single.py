@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from stoker._worker.fetch import EMPTY_BATCH, BatchFetcher, IterableFetcher
+from stoker._worker.fetch import EMPTY_BATCH, IterableFetcher
 from stoker.loader import _pin
 from stoker.loader._progress import Progress
 
@@ -22,15 +22,7 @@ class InProcessIterator(Iterator[Any]):
         self.epoch = epoch = progress.epoch
         self.sample_seed = sample_seed = progress.sample_seed
         skip_batches = progress.batches_yielded
-        self._fetcher = BatchFetcher(
-            loader.dataset,
-            loader._auto_collation,
-            loader.collate_fn,
-            loader.batch_transform,
-            sample_seed,
-            on_error=loader.on_error,
-            check_indices=not loader._owns_sampler,
-        )
+        self._fetcher = loader._fetcher(sample_seed)
         self._pin = loader.pin_memory and _pin.pinning_available()
         self._stream: IterableFetcher | None = None
         self._indices: Iterator[Any] | None = None

@@ -37,15 +37,7 @@ def _start_worker(
     info._set_thread_worker_info(
         info.WorkerInfo(worker_id, loader.num_workers, loader.seed, loader.dataset)
     )
-    local.fetcher = BatchFetcher(
-        loader.dataset,
-        loader._auto_collation,
-        loader.collate_fn,
-        loader.batch_transform,
-        sample_seed,
-        on_error=loader.on_error,
-        check_indices=not loader._owns_sampler,
-    )
+    local.fetcher = loader._fetcher(sample_seed)
     if loader.worker_init_fn is not None:
         loader.worker_init_fn(worker_id)
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.utils.data
 
+from stoker._worker.fetch import BatchFetcher
 from stoker.collate import default_collate, default_convert
 from stoker.errors import TooManyErrorsError
 from stoker.loader._progress import Progress
@@ -257,6 +258,18 @@ class DataLoader(Iterable[Any]):
         from stoker.loader._multi import MultiProcessIterator
 
         return MultiProcessIterator(self, self._progress)
+
+    def _fetcher(self, sample_seed: int) -> BatchFetcher:
+        """The batch builder for this loader's settings (in-process and thread workers)."""
+        return BatchFetcher(
+            self.dataset,
+            self._auto_collation,
+            self.collate_fn,
+            self.batch_transform,
+            sample_seed,
+            on_error=self.on_error,
+            check_indices=not self._owns_sampler,
+        )
 
     def _check_error_budget(self) -> None:
         # The budget is per epoch: a count, or a fraction of the epoch's samples.
