@@ -77,6 +77,8 @@ def write_leaves(buffer: Any, skeleton: Any, leaves: list[Any]) -> None:
     _map_tree(skeleton, descriptors.append)
     for leaf, array in zip(descriptors, leaves):
         target = np.frombuffer(buffer, np.uint8, leaf.nbytes, leaf.offset)
+        if array.ctypes.data == target.ctypes.data and array.flags.c_contiguous:
+            continue  # made in place by the transform (stoker._worker.output): nothing to copy
         np.copyto(target.view(array.dtype).reshape(array.shape), array, casting="no")
 
 

@@ -24,6 +24,9 @@ _SHM_DIR = Path("/dev/shm")
 _NAME_PREFIX = "stoker-"
 _ALIGN_BYTES = 64  # cache-line alignment for every array in a slot
 _SLOT_GRANULE_BYTES = 64 * 1024  # slot capacities are rounded up to this, so sizes repeat
+# Map slots with their page tables filled in one call: a fresh 3 MiB slot otherwise costs 768
+# minor page faults in the worker and 768 more in the loader, on every new slot.
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 
 def available() -> bool:
@@ -80,7 +83,7 @@ def create(name: str, capacity: int) -> mmap.mmap:
             if error.errno in (errno.ENOSPC, errno.ENOMEM):
                 raise _too_small(capacity, f"a batch slot of {capacity} bytes") from error
             raise
-        return mmap.mmap(fd, capacity)
+        return mmap.mmap(fd, capacity, flags=_MAP_FLAGS)
     finally:
         os.close(fd)
 
@@ -90,7 +93,7 @@ def open_and_unlink(name: str, capacity: int) -> mmap.mmap:
     path = _SHM_DIR / name
     fd = os.open(path, os.O_RDWR)
     try:
-        return mmap.mmap(fd, capacity)
+        return mmap.mmap(fd, capacity, flags=_MAP_FLAGS)
     finally:
         os.close(fd)
         unlink(name)

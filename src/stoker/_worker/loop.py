@@ -12,7 +12,9 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import faulthandler
+import math
 import os
 import random
 import signal
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from stoker._transport import codec, shm
-from stoker._worker import info
+from stoker._worker import info, output
 from stoker._worker.fetch import EMPTY_BATCH as _EMPTY
 from stoker._worker.fetch import BatchFetcher, IterableFetcher
 from stoker._worker.remote_error import RemoteError
@@ -34,6 +36,7 @@ from stoker.seeding import sample_key
 
 _PARENT_CHECK_INTERVAL_S = 0.25  # workers must be gone within ~2 s of the loader's death
 _INLINE_MAX_BYTES = 16 * 1024  # below this, pickling through the pipe beats slot bookkeeping
+_TRAILING_FIELDS_BYTES = 64 * 1024  # slot room after a transform's output, for labels & co.
 
 
 @dataclass(frozen=True)
@@ -72,20 +75,22 @@ class _Slots:
         self.prefix = prefix
         self.maps: dict[int, Any] = {}
         self.capacity: dict[int, int] = {}
+        self.address: dict[int, int] = {}
         self.free: set[int] = set()
+        self._unannounced: dict[int, str] = {}  # created, but the loader has not seen the name
         self._next_id = 0
         self._expected_total = expected_count * num_workers
 
     def release(self, slot_ids: list[int]) -> None:
         self.free.update(slot_ids)
 
-    def acquire(self, nbytes: int) -> tuple[int, str | None, int]:
-        """A slot that fits ``nbytes``: (id, name if newly created, capacity)."""
+    def acquire(self, nbytes: int) -> int:
+        """A slot that fits ``nbytes``: the smallest free one, or a new one."""
         fitting = [s for s in self.free if self.capacity[s] >= nbytes]
         if fitting:
             slot = min(fitting, key=self.capacity.__getitem__)
             self.free.discard(slot)
-            return slot, None, self.capacity[slot]
+            return slot
         capacity = shm.slot_capacity(nbytes)
         if not self.maps:  # the first batch: is there room for the whole ring of every worker?
             shm.check_room(capacity * self._expected_total, "the loader's ring of batch slots")
@@ -93,16 +98,52 @@ class _Slots:
         name = f"{self.prefix}{slot}"
         self.maps[slot] = shm.create(name, capacity)
         self.capacity[slot] = capacity
-        return slot, name, capacity
+        anchor = ctypes.c_char.from_buffer(self.maps[slot])
+        self.address[slot] = ctypes.addressof(anchor)
+        del anchor  # release the buffer export at once
+        self._unannounced[slot] = name
+        return slot
+
+    def message(self, slot: int, skeleton: Any, nbytes: int) -> tuple[Any, ...]:
+        """The payload that sends ``slot``; names it the first time the loader hears of it."""
+        name = self._unannounced.pop(slot, None)
+        return ("shm", slot, name, self.capacity[slot], skeleton, nbytes)
 
 
-def _pack(batch: Any, slots: _Slots | None) -> tuple[Any, ...]:
+class _SlotOutput:
+    """Gives the first large tensor a task's transform allocates the start of a free slot."""
+
+    def __init__(self, slots: _Slots):
+        self.slots = slots
+        self.lease: int | None = None
+
+    def __call__(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor | None:
+        nbytes = math.prod(shape) * dtype.itemsize
+        if self.lease is not None or nbytes < _INLINE_MAX_BYTES:
+            return None
+        # room behind the tensor for the rest of the batch (labels, small fields)
+        self.lease = slot = self.slots.acquire(nbytes + _TRAILING_FIELDS_BYTES)
+        raw = torch.frombuffer(self.slots.maps[slot], dtype=torch.uint8, count=nbytes)
+        return raw.view(dtype).view(shape)
+
+    def take(self) -> int | None:
+        lease, self.lease = self.lease, None
+        return lease
+
+
+def _pack(batch: Any, slots: _Slots | None, lease: int | None) -> tuple[Any, ...]:
     if slots is not None:
         skeleton, leaves, nbytes = codec.split(batch)
+        if lease is not None:
+            born_there = bool(leaves) and leaves[0].ctypes.data == slots.address[lease]
+            if born_there and nbytes <= slots.capacity[lease]:
+                codec.write_leaves(slots.maps[lease], skeleton, leaves)  # skips leaf 0
+                return slots.message(lease, skeleton, nbytes)
+            slots.release([lease])  # the transform's output did not end up first in the batch
         if nbytes >= _INLINE_MAX_BYTES:
-            slot, name, capacity = slots.acquire(nbytes)
+            slot = slots.acquire(nbytes)
             codec.write_leaves(slots.maps[slot], skeleton, leaves)
-            return ("shm", slot, name, capacity, skeleton, nbytes)
+            return slots.message(slot, skeleton, nbytes)
     return ("inline", codec.to_inline(batch))
 
 
@@ -158,6 +199,7 @@ def _serve(worker_id: int, dataset: Any, conn: Any, config: WorkerConfig, prefix
     fetchers: dict[int, BatchFetcher] = {}
     stream: IterableFetcher | None = None
     stream_epoch = -1
+    slot_output = _SlotOutput(slots) if slots is not None else None
     while True:
         try:
             message = conn.recv()
@@ -210,13 +252,19 @@ def _serve(worker_id: int, dataset: Any, conn: Any, config: WorkerConfig, prefix
                     stream = None
                     conn.send(("end", task_id, None))
                     continue
+            elif slot_output is not None:
+                with output.provided_by(slot_output):
+                    batch = fetcher.fetch(epoch, indices)
             else:
                 batch = fetcher.fetch(epoch, indices)
             skipped, fetcher.skipped = fetcher.skipped, []
-            payload = None if batch is _EMPTY else _pack(batch, slots)
+            lease = slot_output.take() if slot_output is not None else None
+            payload = None if batch is _EMPTY else _pack(batch, slots, lease)
             del batch
         except Exception as error:
             fetcher.skipped = []
+            if slot_output is not None and (lease := slot_output.take()) is not None:
+                slots.release([lease])  # type: ignore[union-attr]
             conn.send(("error", task_id, RemoteError.capture(error, worker_id)))
             continue
         conn.send(("batch", task_id, payload, skipped))

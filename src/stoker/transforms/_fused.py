@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from stoker._worker import output
 from stoker.transforms._convert import max_value
 from stoker.transforms._crop import CropParams
 from stoker.transforms._indexing import fill_values, source_index
@@ -165,7 +166,7 @@ def fused_pipeline(
     with _one_torch_thread():
         crops = _gather_crops(*_crop_windows(x, params, fill, padding_mode, flips))
         n = crops.shape[0]
-        out = torch.empty(crops.shape, dtype=dtype)
+        out = output.empty(tuple(crops.shape), dtype)  # in a worker: inside the batch's slot
         scale = 1.0 / max_value(torch.uint8)
         mean_t = std_t = None
         if mean is not None and std is not None:
