@@ -101,21 +101,13 @@ class RandomCrop(Transform):
         batch = as_batch(inpt, "RandomCrop")
         if len(params.top) != batch.size:
             raise fail("RandomCrop", f"parameters for {batch.size} sample(s)", f"{len(params.top)}")
-        out = crop_batch(
-            batch.data,
-            params.top,
-            params.left,
-            params.height,
-            params.width,
-            params.padding,
-            self.fill,
-            self.padding_mode,
-        )
-        return batch.restore(out)
+        return self._crop(batch, params)
 
     def __call__(self, inpt: Any) -> Any:
         batch = as_batch(inpt, "RandomCrop")
-        params = self.make_params(sample_keys(batch.size), *batch.hw)
+        return self._crop(batch, self.make_params(sample_keys(batch.size), *batch.hw))
+
+    def _crop(self, batch: Any, params: CropParams) -> Any:
         out = crop_batch(
             batch.data,
             params.top,
