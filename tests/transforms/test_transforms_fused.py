@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -165,3 +167,41 @@ def test_fused_pipeline_leaves_torch_thread_count_as_it_found_it() -> None:
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_c_kernel_and_torch_path_agree_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The optional C kernel (setup.py) and the numpy/torch path give the same tensors."""
+    import torch
+
+    from stoker import seeding
+    from stoker import transforms as T
+    from stoker.transforms import _fused
+
+    if _fused._cfused is None:
+        if os.environ.get("CI"):
+            pytest.fail("the C kernel was not built; CI must build it (setup.py, gcc)")
+        pytest.skip("the optional C kernel is not built here")
+    rng = np.random.default_rng(7)
+    for channels, padding, fill, size in [
+        (3, 4, 0, 32),
+        (3, (1, 2, 3, 4), (10, 20, 30), 30),
+        (1, 2, 255, 28),
+        (4, 0, 0, 24),
+    ]:
+        batch = rng.integers(0, 256, (17, 32, 32, channels), dtype=np.uint8)
+        pipeline = T.Compose(
+            [
+                T.RandomCrop(size, padding=padding, fill=fill),
+                T.RandomHorizontalFlip(),
+                T.ToImage(),
+                T.ToDtype(torch.float32, scale=True),
+                T.Normalize([0.3] * channels, [0.7] * channels),
+            ]
+        )
+        with seeding.sample_context(5, 1, range(17)):
+            with_kernel = pipeline(batch)
+        monkeypatch.setattr(_fused, "_cfused", None)
+        with seeding.sample_context(5, 1, range(17)):
+            without = pipeline(batch)
+        monkeypatch.undo()
+        assert torch.equal(with_kernel, without), (channels, padding, fill, size)

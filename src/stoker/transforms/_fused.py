@@ -30,6 +30,11 @@ import numpy.typing as npt
 import torch
 
 from stoker._worker import output
+
+try:  # the optional C kernel (setup.py); without a compiler the torch/numpy path below runs
+    from stoker.transforms import _cfused  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the build
+    _cfused = None
 from stoker.transforms._convert import max_value
 from stoker.transforms._crop import CropParams
 from stoker.transforms._indexing import fill_values, source_index
@@ -163,6 +168,8 @@ def fused_pipeline(
     std: tuple[float, ...] | None,
 ) -> torch.Tensor:
     """Run crop/flip/convert/normalize on a uint8 NHWC batch, returning an NCHW ``dtype`` tensor."""
+    if _cfused is not None and dtype == torch.float32 and padding_mode == "constant":
+        return _with_kernel(x, params, fill, flips, mean, std)
     with _one_torch_thread():
         crops = _gather_crops(*_crop_windows(x, params, fill, padding_mode, flips))
         n = crops.shape[0]
@@ -179,6 +186,36 @@ def fused_pipeline(
             block.mul_(scale)
             if mean_t is not None and std_t is not None:
                 block.sub_(mean_t).div_(std_t)
+    return out
+
+
+def _with_kernel(
+    x: npt.NDArray[np.uint8],
+    params: CropParams | None,
+    fill: Any,
+    flips: npt.NDArray[np.bool_] | None,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+) -> torch.Tensor:
+    """The pipeline in one C pass (``_cfused.c``): a per-channel table of the 256 results."""
+    n, h, w, c = x.shape
+    if params is None:
+        tops = lefts = np.zeros(n, np.int64)
+        padding, crop_h, crop_w = (0, 0, 0, 0), h, w
+    else:
+        tops, lefts = params.top.astype(np.int64), params.left.astype(np.int64)
+        padding, crop_h, crop_w = params.padding, params.height, params.width
+    flip_bytes = np.zeros(n, np.uint8) if flips is None else flips.astype(np.uint8)
+    no_norm = np.empty(0, np.float32)
+    out = output.empty((n, c, crop_h, crop_w), torch.float32)  # in a worker: in the batch's slot
+    _cfused.crop_flip_normalize(
+        np.ascontiguousarray(x), n, h, w, c, tops, lefts, flip_bytes, padding[1], padding[0],
+        crop_h, crop_w, fill_values(fill, c, np.dtype(np.uint8)),
+        1.0 / max_value(torch.uint8),
+        no_norm if mean is None else np.asarray(mean, np.float32),
+        no_norm if std is None else np.asarray(std, np.float32),
+        out.numpy(),
+    )  # fmt: skip
     return out
 
 
