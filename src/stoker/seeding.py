@@ -46,23 +46,38 @@ _MASK64 = (1 << 64) - 1
 
 
 def _mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    """splitmix64's finaliser: a bijective, well-avalanched 64-bit hash (wrapping arithmetic)."""
-    x = x ^ (x >> _U64(30))
-    x = x * _U64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> _U64(27))
-    x = x * _U64(0x94D049BB133111EB)
-    return x ^ (x >> _U64(31))
+    """splitmix64's finaliser: a bijective, well-avalanched 64-bit hash (wrapping arithmetic).
+
+    Works in place on ``x``, which must be a fresh array: this runs for every batch.
+    """
+    x ^= x >> _U64(30)
+    x *= _U64(0xBF58476D1CE4E5B9)
+    x ^= x >> _U64(27)
+    x *= _U64(0x94D049BB133111EB)
+    x ^= x >> _U64(31)
+    return x
 
 
-def _as_u64(value: int) -> npt.NDArray[np.uint64]:
-    return np.array([int(value) & _MASK64], dtype=np.uint64)
+def _mix64_int(x: int) -> int:
+    """:func:`_mix64` of one Python int: the same function, without numpy's per-call cost."""
+    x &= _MASK64
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & _MASK64
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+_GOLDEN_INT = 0x9E3779B97F4A7C15
 
 
 def sample_key(seed: int, epoch: int, indices: npt.ArrayLike) -> npt.NDArray[np.uint64]:
     """One 64-bit key per dataset index, a pure function of ``(seed, epoch, index)``."""
     idx = np.asarray(indices, dtype=np.int64).astype(np.uint64)
-    base = _mix64(_mix64(_as_u64(seed) + _GOLDEN) ^ _as_u64(epoch))
-    return _mix64((idx + _GOLDEN) ^ base)
+    base = _mix64_int(_mix64_int(int(seed) + _GOLDEN_INT) ^ (int(epoch) & _MASK64))
+    idx += _GOLDEN
+    idx ^= _U64(base)
+    return _mix64(idx)
 
 
 def stream_id(name: str) -> int:
@@ -71,8 +86,8 @@ def stream_id(name: str) -> int:
 
 
 def _bits(keys: npt.NDArray[np.uint64], stream: int) -> npt.NDArray[np.uint64]:
-    keys = np.asarray(keys, dtype=np.uint64)
-    return _mix64(keys ^ _mix64(_as_u64(stream) + _GOLDEN))
+    mixed = np.asarray(keys, dtype=np.uint64) ^ _U64(_mix64_int(int(stream) + _GOLDEN_INT))
+    return _mix64(mixed)
 
 
 def uniform(keys: npt.NDArray[np.uint64], stream: int) -> npt.NDArray[np.float64]:
@@ -101,13 +116,14 @@ class SampleContext:
     opens one per sample — so the index array and keys are only built when asked for.
     """
 
-    __slots__ = ("_indices", "_raw", "epoch", "seed")
+    __slots__ = ("_indices", "_keys", "_raw", "epoch", "seed")
 
     def __init__(self, seed: int, epoch: int, indices: int | Sequence[int] | npt.ArrayLike):
         self.seed = seed
         self.epoch = epoch
         self._raw = indices
         self._indices: npt.NDArray[np.int64] | None = None
+        self._keys: npt.NDArray[np.uint64] | None = None
 
     @property
     def indices(self) -> npt.NDArray[np.int64]:
@@ -117,7 +133,11 @@ class SampleContext:
 
     @property
     def keys(self) -> npt.NDArray[np.uint64]:
-        return sample_key(self.seed, self.epoch, self.indices)
+        if self._keys is None:  # each random transform of a pipeline asks: derive them once
+            keys = sample_key(self.seed, self.epoch, self.indices)
+            keys.flags.writeable = False  # shared by every transform that asks
+            self._keys = keys
+        return self._keys
 
     def select(self, position: int | slice) -> SampleContext:
         """The context narrowed to some of its samples (by position in ``indices``)."""

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch.utils.data
 
-from stoker.seeding import SampleContext, sample_context
+from stoker.seeding import SampleContext, sample_context, sample_key
 
 Collate = Callable[[Any], Any]
 
@@ -33,6 +33,10 @@ class _OneSample(SampleContext):
     @property
     def indices(self) -> Any:
         return np.array([self._raw], dtype=np.int64)
+
+    @property
+    def keys(self) -> Any:
+        return sample_key(self.seed, self.epoch, self.indices)  # _raw moves: never cached
 
 
 class BatchFetcher:
