@@ -9,7 +9,8 @@ ToDtype(float32, scale=True) → Normalize(CIFAR mean, std), on uint8 32×32×3 
   ``PIL.Image.fromarray`` then the v2 pipeline — and, as its best case, the v2 pipeline on a
   CHW uint8 tensor. Measured on a subset and reported as a rate.
 * stoker per sample: the same pipeline object on one HWC array at a time, in a sample context.
-* stoker batched: ``data[indices]`` for a shuffled batch, then the pipeline on the NHWC batch.
+* stoker batched: a shuffled batch as ``T.Rows(data, indices)`` (what stoker's CIFAR10 passes),
+  gathered inside the fused pass; and, for comparison, ``data[indices]`` first.
 * ceiling: the least memory traffic any implementation needs — read every uint8 image and write
   its float32 result — as a plain numpy casting copy (same layout, no transpose) into a new output
   array per batch, which is what any transform returning a batch must do. Two references are
@@ -116,7 +117,14 @@ def main() -> None:
         for start in range(0, n, bs):
             indices = order[start : start + bs]
             with seeding.sample_context(0, 0, indices):
-                ours(data[indices])
+                ours(T.Rows(data, indices))  # as stoker's CIFAR10: gathered in the fused pass
+        return n
+
+    def stoker_batched_gathered() -> int:
+        for start in range(0, n, bs):
+            indices = order[start : start + bs]
+            with seeding.sample_context(0, 0, indices):
+                ours(data[indices])  # a dataset that gathers first, then transforms
         return n
 
     # Same layout in and out: a plain copy moves the bytes and nothing else.
@@ -146,6 +154,7 @@ def main() -> None:
         ("torchvision v2 per sample (CHW tensor)", tv_tensor),
         ("stoker per sample (HWC numpy)", stoker_per_sample),
         (f"stoker batched ({bs}, NHWC numpy)", stoker_batched),
+        ("  the same after a data[indices] gather", stoker_batched_gathered),
         ("ceiling: u8 read + f32 write, new output", ceiling_new_output),
         ("  reference: into a touched epoch array", ceiling_memory),
         ("  reference: into one reused batch (cache)", ceiling_cache),

@@ -205,3 +205,43 @@ def test_c_kernel_and_torch_path_agree_bit_for_bit(monkeypatch: pytest.MonkeyPat
             without = pipeline(batch)
         monkeypatch.undo()
         assert torch.equal(with_kernel, without), (channels, padding, fill, size)
+
+
+def test_rows_batches_are_gathered_inside_the_fused_pass() -> None:
+    """T.Rows(data, indices) gives what data[indices] gives, fused or not, kernel or not."""
+    import torch
+
+    from stoker import seeding
+    from stoker import transforms as T
+
+    data = np.random.default_rng(3).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
+    indices = np.array([7, 3, 49, 0, 3])
+    members = [
+        T.RandomCrop(32, padding=4),
+        T.RandomHorizontalFlip(),
+        T.ToImage(),
+        T.ToDtype(torch.float32, scale=True),
+        T.Normalize([0.4] * 3, [0.2] * 3),
+    ]
+    fused, unfused = T.Compose(members), T.Compose(members, fuse=False)
+    assert fused.accepts_rows and not unfused.accepts_rows
+    with seeding.sample_context(1, 2, indices):
+        expected = unfused(data[indices])
+        assert torch.equal(fused(T.Rows(data, indices)), expected)
+        assert torch.equal(unfused(T.Rows(data, indices)), expected)
+    assert np.array_equal(np.asarray(T.Rows(data, indices)), data[indices])
+
+
+def test_rows_out_of_range_is_an_index_error() -> None:
+    import torch
+
+    from stoker import seeding
+    from stoker import transforms as T
+    from stoker.transforms import _fused
+
+    if _fused._cfused is None:
+        pytest.skip("the optional C kernel is not built here")
+    data = np.zeros((4, 8, 8, 3), np.uint8)
+    pipeline = T.Compose([T.ToImage(), T.ToDtype(torch.float32, scale=True)])
+    with seeding.sample_context(0, 0, [0, 9]), pytest.raises(IndexError, match="row 9"):
+        pipeline(T.Rows(data, [0, 9]))

@@ -113,6 +113,7 @@ def test_public_names():
         "RandomHorizontalFlip",
         "RandomResizedCrop",
         "Resize",
+        "Rows",
         "ToDtype",
         "ToImage",
         "ToTensor",

@@ -18,6 +18,7 @@ from stoker.datasets._download import download_and_extract
 from stoker.datasets._images import supports_batches
 from stoker.datasets._unpickle import load_pickle
 from stoker.errors import DatasetError
+from stoker.transforms._rows import Rows
 
 __all__ = ["CIFAR10", "CIFAR100"]
 
@@ -172,7 +173,10 @@ class CIFAR10(Dataset[Any]):
                     samples.append(self[index])
             return samples
         picked = np.asarray(indices, dtype=np.int64)
-        images = self.transform(self.data[picked])
+        if getattr(self.transform, "accepts_rows", False):  # gathered inside the fused pass
+            images = self.transform(Rows(self.data, picked))
+        else:
+            images = self.transform(self.data[picked])
         labels = self.targets[picked]
         if self.target_transform is None:
             return CollatedSamples((images, torch.from_numpy(labels)), len(picked))

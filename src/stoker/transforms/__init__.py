@@ -14,6 +14,7 @@ from stoker.transforms._errors import TransformError
 from stoker.transforms._flip import RandomHorizontalFlip
 from stoker.transforms._normalize import Normalize, denormalize
 from stoker.transforms._resize import RandomResizedCrop, Resize
+from stoker.transforms._rows import Rows
 
 __all__ = [
     "CenterCrop",
@@ -24,6 +25,7 @@ __all__ = [
     "RandomHorizontalFlip",
     "RandomResizedCrop",
     "Resize",
+    "Rows",
     "ToDtype",
     "ToImage",
     "ToTensor",

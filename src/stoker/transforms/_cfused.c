@@ -20,21 +20,27 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *
     return 0;
 }
 
-/* crop_flip_normalize(src, n, h, w, c, tops, lefts, flips, pad_top, pad_left, out_h, out_w,
- *                     fill, scale, mean, std, out)
- * src: uint8 (n, h, w, c); tops/lefts: int64 (n,) in padded coordinates; flips: uint8 (n,);
+/* crop_flip_normalize(src, src_n, rows, n, h, w, c, tops, lefts, flips, pad_top, pad_left,
+ *                     out_h, out_w, fill, scale, mean, std, out)
+ * src: uint8 (src_n, h, w, c); rows: int64 (n,), which images of src form the batch (empty:
+ * the first n, in order) — the dataset's gather, done here instead of in a separate copy;
+ * tops/lefts: int64 (n,) in padded coordinates; flips: uint8 (n,);
  * fill: uint8 (c,); mean/std: float32 (c,) or empty for no normalisation; out: float32
  * (n, c, out_h, out_w). */
 static PyObject *crop_flip_normalize(PyObject *self, PyObject *args) {
-    PyObject *src_o, *tops_o, *lefts_o, *flips_o, *fill_o, *mean_o, *std_o, *out_o;
-    Py_ssize_t n, h, w, c, pad_top, pad_left, oh, ow;
+    PyObject *src_o, *rows_o, *tops_o, *lefts_o, *flips_o, *fill_o, *mean_o, *std_o, *out_o;
+    Py_ssize_t src_n, n, h, w, c, pad_top, pad_left, oh, ow;
     float scale;
-    if (!PyArg_ParseTuple(args, "OnnnnOOOnnnnOfOOO", &src_o, &n, &h, &w, &c, &tops_o, &lefts_o,
-                          &flips_o, &pad_top, &pad_left, &oh, &ow, &fill_o, &scale, &mean_o,
-                          &std_o, &out_o))
+    if (!PyArg_ParseTuple(args, "OnOnnnnOOOnnnnOfOOO", &src_o, &src_n, &rows_o, &n, &h, &w, &c,
+                          &tops_o, &lefts_o, &flips_o, &pad_top, &pad_left, &oh, &ow, &fill_o,
+                          &scale, &mean_o, &std_o, &out_o))
         return NULL;
-    Py_buffer src, tops, lefts, flips, fill, mean, std, out;
+    Py_buffer src, rows_b, tops, lefts, flips, fill, mean, std, out;
     if (get_buffer(src_o, &src, 0, "src") < 0) return NULL;
+    if (get_buffer(rows_o, &rows_b, 0, "rows") < 0) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
     if (get_buffer(tops_o, &tops, 0, "tops") < 0) goto fail_src;
     if (get_buffer(lefts_o, &lefts, 0, "lefts") < 0) goto fail_tops;
     if (get_buffer(flips_o, &flips, 0, "flips") < 0) goto fail_lefts;
@@ -42,7 +48,8 @@ static PyObject *crop_flip_normalize(PyObject *self, PyObject *args) {
     if (get_buffer(mean_o, &mean, 0, "mean") < 0) goto fail_fill;
     if (get_buffer(std_o, &std, 0, "std") < 0) goto fail_mean;
     if (get_buffer(out_o, &out, 1, "out") < 0) goto fail_std;
-    if (src.len < n * h * w * c || tops.len < n * 8 || lefts.len < n * 8 || flips.len < n ||
+    if (src.len < src_n * h * w * c || (rows_b.len && rows_b.len < n * 8) ||
+        (!rows_b.len && n > src_n) || tops.len < n * 8 || lefts.len < n * 8 || flips.len < n ||
         fill.len < c || out.len < (Py_ssize_t)(n * c * oh * ow * sizeof(float)) ||
         (mean.len && (mean.len < (Py_ssize_t)(c * sizeof(float)) || std.len < mean.len))) {
         PyErr_SetString(PyExc_ValueError, "_cfused: a buffer is smaller than its shape says");
@@ -51,6 +58,14 @@ static PyObject *crop_flip_normalize(PyObject *self, PyObject *args) {
     if (c > 16) {
         PyErr_SetString(PyExc_ValueError, "_cfused: at most 16 channels");
         goto fail_out;
+    }
+    const int64_t *rows = rows_b.len ? (const int64_t *)rows_b.buf : NULL;
+    for (Py_ssize_t s = 0; rows && s < n; s++) {
+        if (rows[s] < 0 || rows[s] >= src_n) {
+            PyErr_Format(PyExc_IndexError, "_cfused: row %lld out of range for %zd images",
+                         (long long)rows[s], src_n);
+            goto fail_out;
+        }
     }
     {
         const uint8_t *x = (const uint8_t *)src.buf;
@@ -71,7 +86,14 @@ static PyObject *crop_flip_normalize(PyObject *self, PyObject *args) {
             fill_value[k] = table[k][fv[k]];
         }
         Py_BEGIN_ALLOW_THREADS
+        const Py_ssize_t image_bytes = h * w * c;
         for (Py_ssize_t s = 0; s < n; s++) {
+            if (rows && s + 1 < n) {
+                /* Images are picked at random from the dataset: ask for the next one now, so
+                 * its cache lines arrive while this one is converted. */
+                const char *next = (const char *)(x + rows[s + 1] * image_bytes);
+                for (Py_ssize_t b = 0; b < image_bytes; b += 64) __builtin_prefetch(next + b);
+            }
             const Py_ssize_t base = left[s] - pad_left; /* source column of output column 0 */
             Py_ssize_t j_lo, j_hi;                      /* output columns inside the image */
             if (flip[s]) {
@@ -84,20 +106,21 @@ static PyObject *crop_flip_normalize(PyObject *self, PyObject *args) {
             if (j_hi < j_lo) j_hi = j_lo;
             for (Py_ssize_t i = 0; i < oh; i++) {
                 const Py_ssize_t sy = top[s] + i - pad_top;
-                float *rows[16];
-                for (Py_ssize_t k = 0; k < c; k++) rows[k] = y + ((s * c + k) * oh + i) * ow;
+                float *dst[16]; /* this output row, one per channel */
+                for (Py_ssize_t k = 0; k < c; k++) dst[k] = y + ((s * c + k) * oh + i) * ow;
                 if (sy < 0 || sy >= h) {
                     for (Py_ssize_t k = 0; k < c; k++)
-                        for (Py_ssize_t j = 0; j < ow; j++) rows[k][j] = fill_value[k];
+                        for (Py_ssize_t j = 0; j < ow; j++) dst[k][j] = fill_value[k];
                     continue;
                 }
                 for (Py_ssize_t k = 0; k < c; k++) {
-                    for (Py_ssize_t j = 0; j < j_lo; j++) rows[k][j] = fill_value[k];
-                    for (Py_ssize_t j = j_hi; j < ow; j++) rows[k][j] = fill_value[k];
+                    for (Py_ssize_t j = 0; j < j_lo; j++) dst[k][j] = fill_value[k];
+                    for (Py_ssize_t j = j_hi; j < ow; j++) dst[k][j] = fill_value[k];
                 }
-                const uint8_t *line = x + (s * h + sy) * w * c;
+                const Py_ssize_t image = rows ? (Py_ssize_t)rows[s] : s;
+                const uint8_t *line = x + (image * h + sy) * w * c;
                 if (c == 3) {
-                    float *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
+                    float *r0 = dst[0], *r1 = dst[1], *r2 = dst[2];
                     const float *t0 = table[0], *t1 = table[1], *t2 = table[2];
                     if (flip[s]) {
                         const uint8_t *px = line + (base + ow - 1 - j_lo) * 3;
@@ -114,7 +137,7 @@ static PyObject *crop_flip_normalize(PyObject *self, PyObject *args) {
                     for (Py_ssize_t j = j_lo; j < j_hi; j++) {
                         const Py_ssize_t sx = flip[s] ? base + ow - 1 - j : base + j;
                         const uint8_t *px = line + sx * c;
-                        for (Py_ssize_t k = 0; k < c; k++) rows[k][j] = table[k][px[k]];
+                        for (Py_ssize_t k = 0; k < c; k++) dst[k][j] = table[k][px[k]];
                     }
                 }
             }
@@ -123,7 +146,7 @@ static PyObject *crop_flip_normalize(PyObject *self, PyObject *args) {
     }
     PyBuffer_Release(&out); PyBuffer_Release(&std); PyBuffer_Release(&mean);
     PyBuffer_Release(&fill); PyBuffer_Release(&flips); PyBuffer_Release(&lefts);
-    PyBuffer_Release(&tops); PyBuffer_Release(&src);
+    PyBuffer_Release(&tops); PyBuffer_Release(&rows_b); PyBuffer_Release(&src);
     Py_RETURN_NONE;
 fail_out: PyBuffer_Release(&out);
 fail_std: PyBuffer_Release(&std);
@@ -132,7 +155,7 @@ fail_fill: PyBuffer_Release(&fill);
 fail_flips: PyBuffer_Release(&flips);
 fail_lefts: PyBuffer_Release(&lefts);
 fail_tops: PyBuffer_Release(&tops);
-fail_src: PyBuffer_Release(&src);
+fail_src: PyBuffer_Release(&rows_b); PyBuffer_Release(&src);
     return NULL;
 }
 

@@ -14,6 +14,7 @@ from stoker.transforms._crop import RandomCrop
 from stoker.transforms._flip import RandomHorizontalFlip
 from stoker.transforms._fused import fused_pipeline
 from stoker.transforms._normalize import Normalize
+from stoker.transforms._rows import Rows
 
 _FLOATS = (torch.float16, torch.float32, torch.float64)
 
@@ -37,7 +38,9 @@ class _FusedRun(Transform):
         self.members = members
 
     def fusable(self, inpt: Any) -> bool:
-        if not (isinstance(inpt, np.ndarray) and inpt.dtype == np.uint8 and inpt.ndim in (3, 4)):
+        if not (
+            isinstance(inpt, np.ndarray | Rows) and inpt.dtype == np.uint8 and inpt.ndim in (3, 4)
+        ):
             return False
         channels = inpt.shape[-1]
         return 1 <= channels <= 4 and (
@@ -46,6 +49,8 @@ class _FusedRun(Transform):
 
     def __call__(self, inpt: Any) -> Any:
         if not self.fusable(inpt):
+            if isinstance(inpt, Rows):
+                inpt = np.asarray(inpt)
             for member in self.members:
                 inpt = member(inpt)
             return inpt
@@ -129,7 +134,14 @@ class Compose(Transform):
     def supports_batches(self) -> bool:  # type: ignore[override]
         return all(getattr(t, "supports_batches", False) for t in self.transforms)
 
+    @property
+    def accepts_rows(self) -> bool:
+        """Whether a :class:`Rows` batch may be passed in (read in place by the fused pass)."""
+        return bool(self._plan) and isinstance(self._plan[0], _FusedRun)
+
     def __call__(self, inpt: Any) -> Any:
+        if isinstance(inpt, Rows) and not self.accepts_rows:
+            inpt = np.asarray(inpt)
         for step in self._plan:
             inpt = step(inpt)
         return inpt

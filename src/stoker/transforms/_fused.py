@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover - depends on the build
 from stoker.transforms._convert import max_value
 from stoker.transforms._crop import CropParams
 from stoker.transforms._indexing import fill_values, source_index
+from stoker.transforms._rows import Rows
 
 # Samples converted per block: 64 CIFAR images are 768 KiB of float32, which stays in a 1-2 MiB
 # L2 cache through the three in-place passes; whole 256-image batches spill to L3.
@@ -158,7 +159,7 @@ def _gather_crops(
 
 
 def fused_pipeline(
-    x: npt.NDArray[np.uint8],
+    x: npt.NDArray[np.uint8] | Rows,
     params: CropParams | None,
     fill: Any,
     padding_mode: str,
@@ -170,6 +171,7 @@ def fused_pipeline(
     """Run crop/flip/convert/normalize on a uint8 NHWC batch, returning an NCHW ``dtype`` tensor."""
     if _cfused is not None and dtype == torch.float32 and padding_mode == "constant":
         return _with_kernel(x, params, fill, flips, mean, std)
+    x = np.asarray(x)  # a Rows batch is gathered here on this path
     with _one_torch_thread():
         crops = _gather_crops(*_crop_windows(x, params, fill, padding_mode, flips))
         n = crops.shape[0]
@@ -190,7 +192,7 @@ def fused_pipeline(
 
 
 def _with_kernel(
-    x: npt.NDArray[np.uint8],
+    x: npt.NDArray[np.uint8] | Rows,
     params: CropParams | None,
     fill: Any,
     flips: npt.NDArray[np.bool_] | None,
@@ -199,6 +201,10 @@ def _with_kernel(
 ) -> torch.Tensor:
     """The pipeline in one C pass (``_cfused.c``): a per-channel table of the 256 results."""
     n, h, w, c = x.shape
+    if isinstance(x, Rows):  # the kernel reads each image from the dataset's array itself
+        source, rows = np.ascontiguousarray(x.data), x.indices
+    else:
+        source, rows = np.ascontiguousarray(x), np.empty(0, np.int64)
     if params is None:
         tops = lefts = np.zeros(n, np.int64)
         padding, crop_h, crop_w = (0, 0, 0, 0), h, w
@@ -209,7 +215,7 @@ def _with_kernel(
     no_norm = np.empty(0, np.float32)
     out = output.empty((n, c, crop_h, crop_w), torch.float32)  # in a worker: in the batch's slot
     _cfused.crop_flip_normalize(
-        np.ascontiguousarray(x), n, h, w, c, tops, lefts, flip_bytes, padding[1], padding[0],
+        source, len(source), rows, n, h, w, c, tops, lefts, flip_bytes, padding[1], padding[0],
         crop_h, crop_w, fill_values(fill, c, np.dtype(np.uint8)),
         1.0 / max_value(torch.uint8),
         no_norm if mean is None else np.asarray(mean, np.float32),
