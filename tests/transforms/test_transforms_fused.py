@@ -19,7 +19,8 @@ from tests.transforms.conftest import CIFAR_MEAN, CIFAR_STD
 @st.composite
 def pipelines(draw):
     n = draw(st.integers(1, 9))
-    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    # Widths past 16 and 32 reach the C kernel's 16-pixel SIMD runs as well as its tail.
+    h, w = draw(st.integers(1, 12)), draw(st.sampled_from([1, 5, 12, 16, 17, 33]))
     c = draw(st.sampled_from([1, 3, 4]))
     members = []
     if draw(st.booleans()):
@@ -245,3 +246,68 @@ def test_rows_out_of_range_is_an_index_error() -> None:
     pipeline = T.Compose([T.ToImage(), T.ToDtype(torch.float32, scale=True)])
     with seeding.sample_context(0, 0, [0, 9]), pytest.raises(IndexError, match="row 9"):
         pipeline(T.Rows(data, [0, 9]))
+
+
+@st.composite
+def kernel_batches(draw):
+    """Arguments for ``_cfused.crop_flip_normalize`` on three-channel batches of any geometry."""
+    n, h, w = draw(st.integers(1, 6)), draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    pad_top, pad_left = draw(st.integers(0, 6)), draw(st.integers(0, 6))
+    oh, ow = draw(st.integers(1, h + 2 * pad_top)), draw(st.integers(1, w + 2 * pad_left))
+    tops = draw(st.lists(st.integers(0, h + 2 * pad_top - oh), min_size=n, max_size=n))
+    lefts = draw(st.lists(st.integers(0, w + 2 * pad_left - ow), min_size=n, max_size=n))
+    flips = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    source_n = draw(st.integers(n, n + 4))
+    picked = st.lists(st.integers(0, source_n - 1), min_size=n, max_size=n)
+    rows = draw(st.one_of(st.none(), picked))
+    normalize = draw(st.booleans())
+    return n, h, w, pad_top, pad_left, oh, ow, tops, lefts, flips, source_n, rows, normalize
+
+
+@settings(max_examples=150, deadline=None)
+@given(kernel_batches(), st.integers(0, 2**32))
+def test_c_kernel_simd_path_equals_its_table_path(batch, seed):
+    """The SIMD three-channel path (AVX-512 or AVX2) gives the lookup table's bits, for every
+    geometry: widths around the 16-pixel runs, windows in and out of the padding, flips, rows."""
+    from stoker.transforms import _fused
+
+    if _fused._cfused is None or not hasattr(_fused._cfused, "set_simd"):
+        pytest.skip("the C kernel's SIMD path is not built here")
+    n, h, w, pad_top, pad_left, oh, ow, tops, lefts, flips, source_n, rows, normalize = batch
+    rng = np.random.default_rng(seed)
+    source = rng.integers(0, 256, (source_n, h, w, 3), dtype=np.uint8)
+    fill = rng.integers(0, 256, 3).astype(np.uint8)
+    mean = np.asarray(CIFAR_MEAN if normalize else [], np.float32)
+    std = np.asarray(CIFAR_STD if normalize else [], np.float32)
+    outputs = []
+    for simd in ("avx512", "avx2", "none"):
+        out = np.full((n, 3, oh, ow), np.nan, np.float32)
+        try:
+            was = _fused._cfused.set_simd(simd)
+        except ValueError:  # this CPU lacks it
+            continue
+        try:
+            _fused._cfused.crop_flip_normalize(
+                source, source_n, np.asarray(rows if rows else [], np.int64), n, h, w, 3,
+                np.asarray(tops, np.int64), np.asarray(lefts, np.int64),
+                np.asarray(flips, np.uint8), pad_top, pad_left, oh, ow, fill, 1 / 255, mean, std,
+                out,
+            )  # fmt: skip
+        finally:
+            _fused._cfused.set_simd(was)
+        outputs.append(out)
+    assert len(outputs) >= 2 and not np.isnan(outputs[0]).any()
+    for out in outputs[1:]:
+        assert np.array_equal(outputs[0].view(np.uint32), out.view(np.uint32))
+
+
+def test_c_kernel_simd_setting_names_what_is_available():
+    from stoker.transforms import _fused
+
+    if _fused._cfused is None or not hasattr(_fused._cfused, "set_simd"):
+        pytest.skip("the C kernel's SIMD path is not built here")
+    with pytest.raises(ValueError, match="'avx512', 'avx2', 'none'"):
+        _fused._cfused.set_simd("sse9")
+    best = _fused._cfused.set_simd("none")
+    assert best in ("avx512", "avx2", "none")
+    assert _fused._cfused.set_simd(best) == "none"
