@@ -71,15 +71,26 @@ def seed_globals(base_seed: int, worker_id: int, epoch: int) -> int:
 class _Slots:
     """This worker's shared-memory slots: which exist, which the loader has handed back."""
 
-    def __init__(self, prefix: str, expected_count: int, num_workers: int):
+    def __init__(
+        self,
+        prefix: str,
+        expected_count: int,
+        num_workers: int,
+        inherited: dict[int, tuple[Any, int]] | None = None,
+    ):
         self.prefix = prefix
         self.maps: dict[int, Any] = {}
         self.capacity: dict[int, int] = {}
         self.address: dict[int, int] = {}
         self.free: set[int] = set()
         self._unannounced: dict[int, str] = {}  # created, but the loader has not seen the name
-        self._next_id = 0
         self._expected_total = expected_count * num_workers
+        # Slots the loader kept from its previous workers (see _transport/bank.py): mapped in
+        # this forked process already, known to the loader, free.
+        for slot, (mapping, capacity) in (inherited or {}).items():
+            self._add(slot, mapping, capacity)
+            self.free.add(slot)
+        self._next_id = max(self.maps, default=-1) + 1
 
     def release(self, slot_ids: list[int]) -> None:
         self.free.update(slot_ids)
@@ -96,13 +107,16 @@ class _Slots:
             shm.check_room(capacity * self._expected_total, "the loader's ring of batch slots")
         slot, self._next_id = self._next_id, self._next_id + 1
         name = f"{self.prefix}{slot}"
-        self.maps[slot] = shm.create(name, capacity)
-        self.capacity[slot] = capacity
-        anchor = ctypes.c_char.from_buffer(self.maps[slot])
-        self.address[slot] = ctypes.addressof(anchor)
-        del anchor  # release the buffer export at once
+        self._add(slot, shm.create(name, capacity), capacity)
         self._unannounced[slot] = name
         return slot
+
+    def _add(self, slot: int, mapping: Any, capacity: int) -> None:
+        self.maps[slot] = mapping
+        self.capacity[slot] = capacity
+        anchor = ctypes.c_char.from_buffer(mapping)
+        self.address[slot] = ctypes.addressof(anchor)
+        del anchor  # release the buffer export at once
 
     def message(self, slot: int, skeleton: Any, nbytes: int) -> tuple[Any, ...]:
         """The payload that sends ``slot``; names it the first time the loader hears of it."""
@@ -158,9 +172,18 @@ def _watch_parent(parent_pid: int, prefix: str) -> None:
 
 
 def worker_loop(
-    worker_id: int, dataset: Any, conn: Any, config: WorkerConfig, parent_pid: int
+    worker_id: int,
+    dataset: Any,
+    conn: Any,
+    config: WorkerConfig,
+    parent_pid: int,
+    inherited_slots: dict[int, tuple[Any, int]] | None = None,
 ) -> None:
-    """Serve tasks from ``conn`` until told to stop or the loader goes away."""
+    """Serve tasks from ``conn`` until told to stop or the loader goes away.
+
+    ``inherited_slots`` are free slots the loader kept from its previous workers, mapped in
+    this process by fork: ``{slot id: (mapping, capacity)}``.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the loader's to handle
     torch.set_num_threads(1)
     prefix = f"{config.slot_prefix}w{worker_id}-"
@@ -171,7 +194,7 @@ def worker_loop(
         # goes to this file, so the timeout error can show where the worker is stuck.
         faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
         try:
-            _serve(worker_id, dataset, conn, config, prefix)
+            _serve(worker_id, dataset, conn, config, prefix, inherited_slots)
         finally:
             faulthandler.unregister(signal.SIGUSR1)
             with contextlib.suppress(OSError):
@@ -183,12 +206,23 @@ def stack_dump_path(prefix: str) -> str:
     return os.path.join(tempfile.gettempdir(), f"{prefix}stack.txt")
 
 
-def _serve(worker_id: int, dataset: Any, conn: Any, config: WorkerConfig, prefix: str) -> None:
+def _serve(
+    worker_id: int,
+    dataset: Any,
+    conn: Any,
+    config: WorkerConfig,
+    prefix: str,
+    inherited_slots: dict[int, tuple[Any, int]] | None,
+) -> None:
 
     epoch = -1
     seed = seed_globals(config.base_seed, worker_id, 0)
     info._set_worker_info(info.WorkerInfo(worker_id, config.num_workers, seed, dataset))
-    slots = _Slots(prefix, config.slots_per_worker, config.num_workers) if config.use_shm else None
+    slots = (
+        _Slots(prefix, config.slots_per_worker, config.num_workers, inherited_slots)
+        if config.use_shm
+        else None
+    )
     try:
         if config.worker_init_fn is not None:
             config.worker_init_fn(worker_id)

@@ -4,7 +4,8 @@ Invariants:
 * the pool knows, at every moment, which tasks (batch ids and their dataset indices) each worker
   holds — ``in_flight`` — so a dead worker's batches can be sent to its replacement;
 * a slot is handed back to its worker only when every tensor viewing it is garbage (a finalizer
-  on the batch's buffer owner), and only to the worker generation that made it;
+  on the batch's buffer owner), and only to the worker generation that made it — or, once the
+  pool has stopped and that worker is gone, to the loader's slot bank for its next workers;
 * every wait is bounded by ``_POLL_INTERVAL_S`` and checks process sentinels, so a dead worker is
   seen within that interval, never waited on forever.
 """
@@ -19,6 +20,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from stoker._transport import codec, shm
+from stoker._transport.bank import SlotBank
 from stoker._worker.loop import WorkerConfig, stack_dump_path, worker_loop
 
 _POLL_INTERVAL_S = 0.1  # longest wait between liveness checks
@@ -58,6 +61,8 @@ class WorkerHandle:
     process: Any
     conn: Any
     slots: dict[int, Any] = field(default_factory=dict)
+    capacity: dict[int, int] = field(default_factory=dict)
+    lent: set[int] = field(default_factory=set)  # slots that tensors the user holds still view
     pending_free: list[int] = field(default_factory=list)
     in_flight: dict[int, Task] = field(default_factory=dict)
     alive: bool = True
@@ -145,6 +150,18 @@ class WorkerPool:
         )
         self.next_task_id = 0
         self.closed = False
+        # Workers forked afresh every epoch inherit the slots of the previous epoch's workers.
+        self._bank: SlotBank | None = None
+        if (
+            not loader.persistent_workers
+            and self.config.use_shm
+            and self._context.get_start_method() == "fork"
+        ):
+            if loader._slot_bank is None:
+                loader._slot_bank = SlotBank(per_worker=self.config.slots_per_worker)
+            self._bank = loader._slot_bank
+        self._banked = False  # set once this pool's free slots went to the bank
+        self._bank_lock = threading.RLock()  # re-entrant: a release may run in a GC, anywhere
         self.workers: list[WorkerHandle] = []
         self._processes: list[Any] = []
         self._conns: list[Any] = []
@@ -170,9 +187,10 @@ class WorkerPool:
         config = self.config
         if generation:
             config = _with_prefix(config, f"{self.prefix}g{generation}-")
+        inherited = self._bank.withdraw(worker_id) if self._bank and not generation else {}
         process = self._context.Process(
             target=worker_loop,
-            args=(worker_id, self._dataset, child_end, config, os.getpid()),
+            args=(worker_id, self._dataset, child_end, config, os.getpid(), inherited),
             daemon=True,
             name=f"stoker-worker-{worker_id}",
         )
@@ -180,7 +198,10 @@ class WorkerPool:
         child_end.close()
         self._processes.append(process)
         self._conns.append(parent_end)
-        return WorkerHandle(worker_id, generation, process, parent_end)
+        handle = WorkerHandle(worker_id, generation, process, parent_end)
+        for slot, (mapping, capacity) in inherited.items():
+            handle.slots[slot], handle.capacity[slot] = mapping, capacity
+        return handle
 
     def restart(self, worker_id: int) -> WorkerHandle:
         """Replace a dead worker by a fresh process; its in-flight tasks are returned to resend."""
@@ -220,6 +241,27 @@ class WorkerPool:
         if not self.closed:
             self.closed = True
             self._finalizer()
+            if self._bank is not None:
+                self._deposit_free_slots()
+
+    def _deposit_free_slots(self) -> None:
+        """Give the bank every slot of a stopped worker that no tensor views; the rest follow
+        as their last views die (``_release``)."""
+        assert self._bank is not None
+        with self._bank_lock:
+            self._banked = True
+            for worker in self.workers:
+                if worker.process.is_alive():  # it could not be stopped: it may still write
+                    continue
+                for slot in list(worker.slots):
+                    if slot not in worker.lent:
+                        self._deposit(worker, slot)
+
+    def _deposit(self, worker: WorkerHandle, slot: int) -> None:
+        assert self._bank is not None
+        mapping = worker.slots.pop(slot, None)  # popped: a slot is deposited at most once
+        if mapping is not None:
+            self._bank.deposit(worker.worker_id, slot, mapping, worker.capacity[slot])
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -266,15 +308,22 @@ class WorkerPool:
         _, slot, name, capacity, skeleton, nbytes = payload
         if name is not None:
             worker.slots[slot] = shm.open_and_unlink(name, capacity)
+            worker.capacity[slot] = capacity
+        worker.lent.add(slot)
         owner = (ctypes.c_char * nbytes).from_buffer(worker.slots[slot])
         finalizer = weakref.finalize(owner, self._release, worker, slot)
         finalizer.atexit = False
         return codec.rebuild(skeleton, np.frombuffer(owner, np.uint8))
 
     def _release(self, worker: WorkerHandle, slot: int) -> None:
-        # Runs whenever the user's last view of a batch dies, in any thread: only a list append.
-        if worker.alive and not self.closed:
-            worker.pending_free.append(slot)
+        # Runs whenever the user's last view of a batch dies, in any thread: no waiting, no I/O.
+        with self._bank_lock:
+            worker.lent.discard(slot)
+            if self._banked:
+                if not worker.process.is_alive():
+                    self._deposit(worker, slot)
+            elif worker.alive and not self.closed:
+                worker.pending_free.append(slot)
 
     def flush_frees(self) -> None:
         """Hand freed slots back to idle workers (busy ones get them with their next task)."""

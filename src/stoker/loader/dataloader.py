@@ -214,6 +214,7 @@ class DataLoader(Iterable[Any]):
         self._resume: dict[str, Any] | None = None
         self._progress: Progress | None = None
         self._workers: Any = None  # the persistent worker pool, when persistent_workers
+        self._slot_bank: Any = None  # without them: slots kept for the next epoch's workers
 
     # -- iteration -----------------------------------------------------------------------------
 
@@ -294,6 +295,7 @@ class DataLoader(Iterable[Any]):
     def close(self) -> None:
         """Stop the persistent workers, if any (also done when the loader is collected)."""
         pool, self._workers = self._workers, None
+        self._slot_bank = None
         if pool is not None:
             pool.shutdown()
 

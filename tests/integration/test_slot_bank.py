@@ -1,0 +1,95 @@
+"""Fresh workers each epoch inherit the previous epoch's slots, never one a tensor still views."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import torch
+
+from stoker import DataLoader
+from stoker._transport.bank import SlotBank
+from tests.helpers import BatchedDataset
+
+
+def shm_mappings() -> int:
+    """How many of this process's memory mappings are stoker slots (names unlinked or not)."""
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    return sum("/dev/shm/stoker-" in line for line in maps)
+
+
+def expected(dataset: BatchedDataset, position: int, size: int) -> torch.Tensor:
+    return torch.from_numpy(dataset.images[position * size : (position + 1) * size])
+
+
+def test_bank_hands_each_slot_to_one_withdrawal_and_keeps_one_ring() -> None:
+    bank = SlotBank(per_worker=2)
+    bank.deposit(0, 3, "mapping-3", 100)
+    bank.deposit(0, 5, "mapping-5", 200)
+    bank.deposit(0, 6, "mapping-6", 200)  # beyond the ring: dropped
+    bank.deposit(1, 0, "mapping-0", 100)
+    assert len(bank) == 3
+    assert bank.withdraw(0) == {3: ("mapping-3", 100), 5: ("mapping-5", 200)}
+    assert bank.withdraw(0) == {}
+    assert len(bank) == 1
+
+
+def test_next_epoch_workers_inherit_the_slots_and_batches_stay_right() -> None:
+    dataset = BatchedDataset(n=400, shape=(3, 32, 32))  # 24 KiB batches: the shm path
+    loader = DataLoader(dataset, batch_size=8, num_workers=2, seed=0)
+    held = list(loader)  # 50 batches held at once: 50 slots
+    del held
+    gc.collect()
+    banked = len(loader._slot_bank)
+    assert 0 < banked <= 2 * loader._slot_bank.per_worker  # kept: one ring per worker
+    kept_for_0 = loader._slot_bank.kept(0)
+    iterator = iter(loader)
+    first = next(iterator)
+    assert iterator._pool is not None
+    assert loader._slot_bank.kept(0) == 0  # worker 0 took them all at its start
+    assert len(iterator._pool.workers[0].slots) >= kept_for_0
+    assert torch.equal(first[0], expected(dataset, 0, 8))
+    for position, (images, _labels) in enumerate(iterator, start=1):
+        assert torch.equal(images, expected(dataset, position, 8))
+
+
+def test_a_batch_held_across_epochs_is_never_reused_until_dropped() -> None:
+    """A tensor from epoch 0 keeps its slot out of the bank while epochs 1 and 2 run."""
+    dataset = BatchedDataset(n=160, shape=(3, 32, 32))
+    loader = DataLoader(dataset, batch_size=8, num_workers=2, seed=0)
+    held = [images for images, _ in loader][::3]  # every third batch of epoch 0
+    snapshot = [images.clone() for images in held]
+    for _epoch in range(2):
+        for position, (images, _labels) in enumerate(loader):
+            assert torch.equal(images, expected(dataset, position, 8))
+    for images, copy in zip(held, snapshot):
+        assert torch.equal(images, copy)
+    before = len(loader._slot_bank)
+    del held, images
+    gc.collect()
+    assert len(loader._slot_bank) > before  # the dropped batches' slots came back
+
+
+def test_slots_are_unmapped_when_the_loader_goes() -> None:
+    before = shm_mappings()
+    loader = DataLoader(BatchedDataset(n=200, shape=(3, 32, 32)), batch_size=8, num_workers=2)
+    for _ in range(2):
+        for _batch in loader:
+            pass
+    del _batch
+    gc.collect()
+    assert shm_mappings() > before  # kept for the next epoch
+    del loader
+    gc.collect()
+    assert shm_mappings() == before
+
+
+def test_persistent_and_spawned_workers_use_no_bank() -> None:
+    dataset = BatchedDataset(n=64, shape=(3, 32, 32))
+    persistent = DataLoader(dataset, batch_size=8, num_workers=1, persistent_workers=True)
+    spawned = DataLoader(dataset, batch_size=8, num_workers=1, multiprocessing_context="spawn")
+    for loader in (persistent, spawned):
+        for _ in range(2):
+            assert len(list(loader)) == 8
+        assert loader._slot_bank is None
+    persistent.close()
