@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ import torch
 from stoker import DataLoader
 from stoker._transport.bank import SlotBank
 from tests.helpers import BatchedDataset
+from tests.integration.conftest import live_children, wait_until
 
 
 def shm_mappings() -> int:
@@ -93,3 +95,19 @@ def test_persistent_and_spawned_workers_use_no_bank() -> None:
             assert len(list(loader)) == 8
         assert loader._slot_bank is None
     persistent.close()
+
+
+def test_an_epoch_that_ends_banks_its_slots_and_its_workers_exit_on_their_own() -> None:
+    """At the end of an epoch the loop does not wait for the workers to exit (a helper thread
+    joins them), yet none is left behind, and the next epoch runs on the banked slots."""
+    dataset = BatchedDataset(n=200, shape=(3, 32, 32))
+    loader = DataLoader(dataset, batch_size=8, num_workers=2, seed=0)
+    for _batch in loader:
+        pass
+    del _batch
+    gc.collect()
+    assert len(loader._slot_bank) > 0
+    assert wait_until(lambda: not live_children())
+    assert wait_until(lambda: "stoker-reaper" not in {t.name for t in threading.enumerate()})
+    for position, (images, _labels) in enumerate(loader):
+        assert torch.equal(images, expected(dataset, position, 8))

@@ -254,7 +254,7 @@ class MultiProcessIterator(Iterator[Any]):
             elif self._reorder:
                 return self._take(next(iter(self._reorder)))
             if not self._pending:
-                self._finish()
+                self._finish(end_of_epoch=True)
                 raise StopIteration
             self._wait_for(self._first_id if self._in_order else None)
 
@@ -268,19 +268,19 @@ class MultiProcessIterator(Iterator[Any]):
         self._pool.flush_frees()
         return value
 
-    def _finish(self) -> None:
+    def _finish(self, end_of_epoch: bool = False) -> None:
         if self._owns_pool:
-            self._close()
+            self._close(wait=not end_of_epoch)
         else:
             self._pool = None
 
-    def _close(self) -> None:
+    def _close(self, wait: bool = True) -> None:
         pinner = getattr(self, "_pinner", None)
         if pinner is not None:
             pinner.shutdown(wait=False, cancel_futures=True)
         pool, self._pool = getattr(self, "_pool", None), None  # __init__ may have failed
         if pool is not None and self._owns_pool:
-            pool.shutdown()
+            pool.shutdown(wait=wait)
 
     def close(self) -> None:
         """Stop this iterator's workers now (also done on exhaustion and garbage collection)."""
