@@ -18,7 +18,9 @@ crop offset and a flip per sample, 2 workers or threads:
   (``worker_mode="thread"``).
 
 Every rate is the best of ``--repeats`` epochs, each with a fresh iterator and its first batch
-(worker start-up included, except "persistent", which reuses warm workers). The machine is
+(worker start-up included, except "persistent", which reuses warm workers). stoker's loaders
+are made once and iterated once per epoch, as a training loop does; without
+``persistent_workers`` that still forks new workers every epoch. The machine is
 shared and small: compare ratios within one run. grain and torchdata are optional; install them
 next to torch without letting pip touch torch (``pip install --no-deps --target DIR ...``).
 """
@@ -172,6 +174,9 @@ def main() -> None:
         persistent = stoker.DataLoader(
             ours, BATCH, shuffle=True, num_workers=WORKERS, seed=SEED, persistent_workers=True
         )
+        # One loader object for every epoch, as a training loop has: it still forks fresh
+        # workers each epoch, which inherit the previous epoch's shared-memory slots.
+        fresh_workers = stoker.DataLoader(ours, BATCH, shuffle=True, num_workers=WORKERS, seed=SEED)
         candidates: list[tuple[str, str | None, Any, int | None]] = [
             (
                 "torch + torchvision CIFAR10 + v2 per sample"
@@ -200,14 +205,7 @@ def main() -> None:
                 lambda: torchdata_loader(images, labels),
                 None,
             ),
-            (
-                "stoker, 2 worker processes",
-                None,
-                lambda: stoker.DataLoader(
-                    ours, BATCH, shuffle=True, num_workers=WORKERS, seed=SEED
-                ),
-                None,
-            ),
+            ("stoker, 2 worker processes", None, lambda: fresh_workers, None),
             ("stoker, 2 worker processes, persistent", None, lambda: persistent, None),
             (
                 "stoker, num_workers=0 (in process)",
