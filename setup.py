@@ -1,4 +1,4 @@
-"""Build stoker's one optional C kernel; everything else is declared in pyproject.toml."""
+"""Build stoker's two optional C modules; everything else is declared in pyproject.toml."""
 
 from setuptools import Extension, setup
 
@@ -10,6 +10,12 @@ setup(
             # Bit-identical to the unfused transforms only without FMA contraction.
             extra_compile_args=["-O3", "-ffp-contract=off"],
             optional=True,  # without a compiler stoker installs and uses its numpy/torch path
-        )
+        ),
+        Extension(
+            "stoker._cmix",
+            ["src/stoker/_cmix.c"],
+            extra_compile_args=["-O3"],
+            optional=True,  # without it stoker.seeding runs the same arithmetic in numpy
+        ),
     ]
 )

@@ -21,9 +21,15 @@ import contextlib
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+try:  # the optional C loops (setup.py); without a compiler the numpy code below runs
+    from stoker import _cmix  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the build
+    _cmix = None
 
 __all__ = [
     "SampleContext",
@@ -73,11 +79,22 @@ _GOLDEN_INT = 0x9E3779B97F4A7C15
 
 def sample_key(seed: int, epoch: int, indices: npt.ArrayLike) -> npt.NDArray[np.uint64]:
     """One 64-bit key per dataset index, a pure function of ``(seed, epoch, index)``."""
-    idx = np.asarray(indices, dtype=np.int64).astype(np.uint64)
     base = _mix64_int(_mix64_int(int(seed) + _GOLDEN_INT) ^ (int(epoch) & _MASK64))
+    if _cmix is not None:
+        index = _c_contiguous(indices, np.int64)
+        keys = np.empty(index.shape, np.uint64)
+        _cmix.keys(index, base, keys)
+        return keys
+    idx = np.asarray(indices, dtype=np.int64).astype(np.uint64)
     idx += _GOLDEN
     idx ^= _U64(base)
     return _mix64(idx)
+
+
+def _c_contiguous(values: npt.ArrayLike, dtype: type) -> npt.NDArray[Any]:
+    """``values`` as a C-contiguous array of ``dtype``, keeping its shape (0-d included)."""
+    array: npt.NDArray[Any] = np.asarray(values, dtype=dtype)
+    return array if array.flags.c_contiguous else array.copy()
 
 
 def stream_id(name: str) -> int:
@@ -92,6 +109,11 @@ def _bits(keys: npt.NDArray[np.uint64], stream: int) -> npt.NDArray[np.uint64]:
 
 def uniform(keys: npt.NDArray[np.uint64], stream: int) -> npt.NDArray[np.float64]:
     """One float in [0, 1) per key for the given stream; independent streams for different ids."""
+    if _cmix is not None:
+        flat = _c_contiguous(keys, np.uint64)
+        values = np.empty(flat.shape, np.float64)
+        _cmix.uniform(flat, _mix64_int(int(stream) + _GOLDEN_INT), values)
+        return values
     return (_bits(keys, stream) >> _U64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
@@ -99,6 +121,13 @@ def integers(
     keys: npt.NDArray[np.uint64], stream: int, low: int | npt.ArrayLike, high: int | npt.ArrayLike
 ) -> npt.NDArray[np.int64]:
     """One integer in ``[low, high)`` per key (bounds may be per-key arrays)."""
+    if _cmix is not None and isinstance(low, int) and isinstance(high, int):
+        if high <= low:
+            raise ValueError(f"integers() needs high > low, got low={low!r}, high={high!r}")
+        flat = _c_contiguous(keys, np.uint64)
+        values = np.empty(flat.shape, np.int64)
+        _cmix.integers(flat, _mix64_int(int(stream) + _GOLDEN_INT), low, high - low, values)
+        return values
     low_a = np.asarray(low, dtype=np.int64)
     span = np.asarray(high, dtype=np.int64) - low_a
     if np.any(span <= 0):
