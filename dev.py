@@ -21,7 +21,11 @@ STAMP = VENV / ".stoker-installed"
 
 
 def _requirements_fingerprint() -> str:
-    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    """Changes when the dependencies or the C sources do: the install builds the C modules."""
+    digest = hashlib.sha256()
+    for path in [ROOT / "pyproject.toml", ROOT / "setup.py", *sorted(ROOT.glob("src/**/*.c"))]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def ensure_environment() -> None:
