@@ -53,15 +53,18 @@ def default_threads(workers: int) -> int:
     return max(1, (cores or 1) - max(workers, 0))
 
 
-def train_pipeline() -> T.Compose:
-    """The seed's training augmentation: pad-4 random crop, flip, float, CIFAR normalisation."""
-    return T.Compose(
+def train_pipeline(library: Any = T) -> Any:
+    """The seed's training augmentation: pad-4 random crop, flip, float, CIFAR normalisation.
+
+    Built from ``library``: ``stoker.transforms``, or torchvision's ``transforms.v2`` to compare.
+    """
+    return library.Compose(
         [
-            T.RandomCrop(32, padding=4),
-            T.RandomHorizontalFlip(p=0.5),
-            T.ToImage(),
-            T.ToDtype(torch.float32, scale=True),
-            T.Normalize(CIFAR_MEAN, CIFAR_STD),
+            library.RandomCrop(32, padding=4),
+            library.RandomHorizontalFlip(p=0.5),
+            library.ToImage(),
+            library.ToDtype(torch.float32, scale=True),
+            library.Normalize(CIFAR_MEAN, CIFAR_STD),
         ]
     )
 

@@ -17,7 +17,7 @@ import torch.utils.data
 from PIL import Image
 
 import stoker
-from stoker.cli._common import CIFAR_MEAN, CIFAR_STD, CommandError, open_cifar, train_pipeline
+from stoker.cli._common import CommandError, open_cifar, train_pipeline
 from stoker.datasets import testdata
 
 __all__ = ["Result", "measure", "register", "run", "save_chart"]
@@ -68,15 +68,7 @@ def _torchvision_pipeline() -> Any:
             "stoker bench compares against torchvision, which is not installed (stoker itself "
             "does not need it). Install it with `pip install torchvision` and run again."
         ) from None
-    return v2.Compose(
-        [
-            v2.RandomCrop(32, padding=4),
-            v2.RandomHorizontalFlip(p=0.5),
-            v2.ToImage(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(CIFAR_MEAN, CIFAR_STD),
-        ]
-    )
+    return train_pipeline(v2)
 
 
 def _rate(loader: Iterable[Any], limit: int) -> float:
