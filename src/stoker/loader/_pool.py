@@ -161,7 +161,7 @@ class WorkerPool:
         if (
             not loader.persistent_workers
             and self.config.use_shm
-            and self._context.get_start_method() == "fork"
+            and getattr(self._context, "get_start_method", lambda: None)() == "fork"
         ):
             if loader._slot_bank is None:
                 loader._slot_bank = SlotBank(per_worker=self.config.slots_per_worker)
