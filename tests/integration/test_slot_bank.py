@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
+import psutil
 import torch
 
 from stoker import DataLoader
@@ -111,3 +115,42 @@ def test_an_epoch_that_ends_banks_its_slots_and_its_workers_exit_on_their_own() 
     assert wait_until(lambda: "stoker-reaper" not in {t.name for t in threading.enumerate()})
     for position, (images, _labels) in enumerate(loader):
         assert torch.equal(images, expected(dataset, position, 8))
+
+
+_EXIT_AFTER_EPOCH = """
+import sys
+from stoker import DataLoader
+from tests.helpers import BatchedDataset
+
+loader = DataLoader(BatchedDataset(n=200, shape=(3, 32, 32)), batch_size=8, num_workers=2)
+iterator = iter(loader)
+for step, _batch in enumerate(iterator):
+    if step == 5:
+        print(*(w.process.pid for w in iterator._pool.workers), flush=True)
+# the interpreter exits right after the epoch, while the helper thread may still be joining
+"""
+
+
+def test_a_script_that_ends_right_after_an_epoch_leaves_nothing() -> None:
+    """Exiting while the helper thread still joins the workers leaves no process, no name."""
+    repo = Path(__file__).resolve().parents[2]
+    with subprocess.Popen(
+        [sys.executable, "-c", _EXIT_AFTER_EPOCH],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": f"{repo / 'src'}{os.pathsep}{repo}"},
+    ) as script:
+        out, err = script.communicate(timeout=60)
+    assert script.returncode == 0, err
+    pids = [int(p) for p in out.split()]
+    assert len(pids) == 2
+
+    def gone() -> bool:
+        return not any(
+            psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids
+        )
+
+    assert wait_until(gone, 5.0), "workers outlived the script"
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"stoker-{script.pid}-")]
