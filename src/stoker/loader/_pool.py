@@ -217,7 +217,7 @@ class WorkerPool:
     def restart(self, worker_id: int) -> WorkerHandle:
         """Replace a dead worker by a fresh process; its in-flight tasks are returned to resend."""
         old = self.workers[worker_id]
-        old.alive = False
+        self._forget(old)
         old.process.join(0.1)
         shm.unlink_leftovers(
             f"{self.prefix}g{old.generation}-w{worker_id}-"
@@ -312,11 +312,16 @@ class WorkerPool:
                 self._drain(worker, events)  # a worker may die right after sending
                 worker.process.join(0.05)
                 if not worker.process.is_alive():
-                    worker.alive = False
-                    self._poller.unregister(worker.conn.fileno())
-                    self._poller.unregister(worker.process.sentinel)
+                    self._forget(worker)
                     events.append((worker, ("died", -1, worker.process.exitcode)))
         return events
+
+    def _forget(self, worker: WorkerHandle) -> None:
+        """Stop watching a dead worker: a dead process's sentinel would wake every poll."""
+        worker.alive = False
+        for fd in (worker.conn.fileno(), worker.process.sentinel):
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._poller.unregister(fd)
 
     @staticmethod
     def _drain(worker: WorkerHandle, events: list[tuple[WorkerHandle, Any]]) -> None:
