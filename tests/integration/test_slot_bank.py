@@ -7,13 +7,17 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import psutil
+import pytest
 import torch
 
 from stoker import DataLoader
 from stoker._transport.bank import SlotBank
+from stoker.loader import _pool
 from tests.helpers import BatchedDataset
 from tests.integration.conftest import live_children, wait_until
 
@@ -154,3 +158,33 @@ def test_a_script_that_ends_right_after_an_epoch_leaves_nothing() -> None:
 
     assert wait_until(gone, 5.0), "workers outlived the script"
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"stoker-{script.pid}-")]
+
+
+def test_a_deposit_never_waits_for_the_bank_lock() -> None:
+    """Finalizers deposit from inside garbage collections, possibly in a thread that already
+    holds the bank's lock: a deposit must not take it."""
+    bank = SlotBank(per_worker=4)
+    with bank._lock:
+        bank.deposit(0, 1, "mapping", 10)  # would deadlock if deposit took the lock
+    assert bank.kept(0) == 1
+
+
+def test_no_worker_is_forked_while_the_last_epochs_reaper_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fork copies the locks a running thread holds into the child, locked for good: the next
+    epoch's first fork waits for the reaper of the last one."""
+    real = _pool._shutdown_processes
+
+    def slow_shutdown(*args: Any) -> None:
+        time.sleep(0.3)  # a reaper that is still busy when the next epoch starts
+        real(*args)
+
+    monkeypatch.setattr(_pool, "_shutdown_processes", slow_shutdown)
+    loader = DataLoader(BatchedDataset(n=64, shape=(3, 32, 32)), batch_size=8, num_workers=2)
+    assert len(list(loader)) == 8
+    reapers = list(_pool._reapers)
+    assert reapers and all(r.is_alive() for r in reapers)
+    iterator = iter(loader)  # forks worker 0 of the next epoch
+    assert not any(r.is_alive() for r in reapers)
+    assert len(list(iterator)) == 8

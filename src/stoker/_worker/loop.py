@@ -84,13 +84,14 @@ class _Slots:
         self.address: dict[int, int] = {}
         self.free: set[int] = set()
         self._unannounced: dict[int, str] = {}  # created, but the loader has not seen the name
+        self._expected_count = expected_count
         self._expected_total = expected_count * num_workers
         # Slots the loader kept from its previous workers (see _transport/bank.py): mapped in
         # this forked process already, known to the loader, free.
         for slot, (mapping, capacity) in (inherited or {}).items():
             self._add(slot, mapping, capacity)
             self.free.add(slot)
-        self._next_id = max(self.maps, default=-1) + 1
+        self._next_id = self._first_new_id = max(self.maps, default=-1) + 1
 
     def release(self, slot_ids: list[int]) -> None:
         self.free.update(slot_ids)
@@ -103,8 +104,11 @@ class _Slots:
             self.free.discard(slot)
             return slot
         capacity = shm.slot_capacity(nbytes)
-        if not self.maps:  # the first batch: is there room for the whole ring of every worker?
-            shm.check_room(capacity * self._expected_total, "the loader's ring of batch slots")
+        if self._next_id == self._first_new_id:  # this worker's first new slot
+            if self._first_new_id == 0:  # the loader's first: room for every worker's ring?
+                shm.check_room(capacity * self._expected_total, "the loader's ring of batch slots")
+            else:  # its slots were inherited, but too small: room for a ring of bigger ones?
+                shm.check_room(capacity * self._expected_count, "a worker's ring of batch slots")
         slot, self._next_id = self._next_id, self._next_id + 1
         name = f"{self.prefix}{slot}"
         self._add(slot, shm.create(name, capacity), capacity)

@@ -43,6 +43,13 @@ _WORKER_JOIN_TIMEOUT_S = 2.0  # grace for a clean exit before terminate, then ki
 _SLOT_HEADROOM = 3
 _STACK_DUMP_WAIT_S = 1.0  # how long a timeout waits for a stuck worker's stack dump
 
+# Helper threads still joining the workers of pools that ended with an epoch. No worker is
+# forked while one runs: a fork copies every lock that thread holds (tempfile's, the import
+# lock, ...) into the child, locked for good, and the child hangs on it. By the time the next
+# epoch starts they have usually finished, so the join costs nothing.
+_reapers: list[threading.Thread] = []
+tempfile.gettempdir()  # computed now, under its lock, rather than first in some thread
+
 
 @dataclass
 class Task:
@@ -168,7 +175,6 @@ class WorkerPool:
             self._bank = loader._slot_bank
         self._banked = False  # set once this pool's free slots went to the bank
         self._poller = select.poll()  # every live worker's pipe and process sentinel
-        self._bank_lock = threading.RLock()  # re-entrant: a release may run in a GC, anywhere
         self.workers: list[WorkerHandle] = []
         self._processes: list[Any] = []
         self._conns: list[Any] = []
@@ -195,6 +201,8 @@ class WorkerPool:
         if generation:
             config = _with_prefix(config, f"{self.prefix}g{generation}-")
         inherited = self._bank.withdraw(worker_id) if self._bank and not generation else {}
+        while _reapers:
+            _reapers.pop().join()
         process = self._context.Process(
             target=worker_loop,
             args=(worker_id, self._dataset, child_end, config, os.getpid(), inherited),
@@ -269,19 +277,21 @@ class WorkerPool:
                 worker.conn.send(("stop",))
         if self._bank is not None:
             self._deposit_free_slots(self.workers)
-        threading.Thread(target=self._finalizer, name="stoker-reaper", daemon=True).start()
+        reaper = threading.Thread(target=self._finalizer, name="stoker-reaper", daemon=True)
+        reaper.start()
+        _reapers.append(reaper)
 
     def _deposit_free_slots(self, retired: list[WorkerHandle]) -> None:
         """Give the bank every slot of the ``retired`` workers (gone, or idle and stopped: they
         write no more) that no tensor views; the rest follow as their last views die."""
         assert self._bank is not None
-        with self._bank_lock:
-            self._banked = True
-            for worker in retired:
-                worker.retired = True
-                for slot in list(worker.slots):
-                    if slot not in worker.lent:
-                        self._deposit(worker, slot)
+        # No lock: _release may run at any moment, in any thread; see there why this is safe.
+        self._banked = True
+        for worker in retired:
+            worker.retired = True
+            for slot in list(worker.slots):
+                if slot not in worker.lent:
+                    self._deposit(worker, slot)
 
     def _deposit(self, worker: WorkerHandle, slot: int) -> None:
         assert self._bank is not None
@@ -349,14 +359,18 @@ class WorkerPool:
         return codec.rebuild(skeleton, np.frombuffer(owner, np.uint8))
 
     def _release(self, worker: WorkerHandle, slot: int) -> None:
-        # Runs whenever the user's last view of a batch dies, in any thread: no waiting, no I/O.
-        with self._bank_lock:
-            worker.lent.discard(slot)
-            if self._banked:
-                if worker.retired:
-                    self._deposit(worker, slot)
-            elif worker.alive and not self.closed:
-                worker.pending_free.append(slot)
+        # Runs whenever the user's last view of a batch dies: in any thread, possibly inside a
+        # garbage collection that interrupted code holding a lock — so it takes none. Each step
+        # is atomic under the GIL, and the order makes it safe against _deposit_free_slots: the
+        # slot leaves `lent` before `_banked` is read, that function sets `_banked` and `retired`
+        # before it reads `lent`, and `_deposit` claims a slot with one dict.pop, so a slot is
+        # banked once, and never while a tensor views it.
+        worker.lent.discard(slot)
+        if self._banked:
+            if worker.retired:
+                self._deposit(worker, slot)
+        elif worker.alive and not self.closed:
+            worker.pending_free.append(slot)
 
     def flush_frees(self) -> None:
         """Hand freed slots back to idle workers (busy ones get them with their next task)."""
