@@ -57,9 +57,9 @@ def run(*args: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "lint", "bench", "env"}:
+    if not argv or argv[0] not in {"demo", "test", "lint", "bench", "asan", "env"}:
         print(__doc__)
-        print("usage: python3 dev.py demo | test [pytest args] | lint | bench | env")
+        print("usage: python3 dev.py demo | test [pytest args] | lint | bench | asan | env")
         return 2
     ensure_environment()
     command, rest = argv[0], argv[1:]
@@ -69,12 +69,45 @@ def main(argv: list[str]) -> int:
     if command == "test":
         return run("-m", "pytest", *rest)
     if command == "lint":
-        ruff = run("-m", "ruff", "check", "src", "tests", "benchmarks", "dev.py")
+        ruff = run("-m", "ruff", "check", "src", "tests", "benchmarks", "tools", "dev.py")
         mypy = run("-m", "mypy")
         return ruff or mypy
     if command == "bench":
         return run("-m", "stoker", "bench", *rest)
+    if command == "asan":
+        return asan()
     return 0
+
+
+def asan() -> int:
+    """Build the C modules with AddressSanitizer and fuzz them (tools/asan_fuzz.py)."""
+    import shutil
+    import sysconfig
+    import tempfile
+
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        print("[dev] asan: no C compiler here; the C modules are optional, nothing to check")
+        return 0
+    library = subprocess.run(
+        [compiler, "-print-file-name=libasan.so"], capture_output=True, text=True
+    ).stdout.strip()
+    if not os.path.isabs(library) or not os.path.exists(library):
+        print("[dev] asan: libasan is not installed (e.g. apt install libasan8); skipped")
+        return 0
+    include = sysconfig.get_paths()["include"]
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    with tempfile.TemporaryDirectory(prefix="stoker-asan-") as folder:
+        for source in ("src/stoker/transforms/_cfused.c", "src/stoker/_cmix.c"):
+            target = Path(folder) / (Path(source).stem + suffix)
+            flags = ["-shared", "-fPIC", "-O1", "-g", "-fsanitize=address", "-ffp-contract=off"]
+            subprocess.run(
+                [compiler, *flags, f"-I{include}", source, "-o", str(target)], check=True, cwd=ROOT
+            )
+        environment = {**os.environ, "LD_PRELOAD": library, "ASAN_OPTIONS": "detect_leaks=0"}
+        return subprocess.run(
+            [str(PYTHON), "tools/asan_fuzz.py", folder], cwd=ROOT, env=environment
+        ).returncode
 
 
 if __name__ == "__main__":
