@@ -12,6 +12,7 @@ import pytest
 from stoker.datasets import CIFAR10, VOCDetection, testdata
 from stoker.datasets._archive import safe_extract
 from stoker.datasets._unpickle import load_pickle
+from stoker.datasets._voc_xml import MAX_DEPTH, annotation_dict, object_names
 from stoker.errors import DatasetError, UnsafeDataError
 
 
@@ -168,3 +169,55 @@ def test_broken_xml_is_a_dataset_error(tmp_path: Path) -> None:
     xml.write_text(xml.read_text()[:100])
     with pytest.raises(DatasetError, match=r"000001\.xml.*not well-formed"):
         VOCDetection(tmp_path, image_set="train")[0]
+
+
+def _voc_with_annotation(tmp_path: Path, xml: bytes) -> Path:
+    """A one-image VOC tree whose annotation is ``xml``; returns the annotation's path."""
+    samples = [testdata.VOCSample("000001", (testdata.VOCObject("cat"),))]
+    voc_root = testdata.write_voc2007(tmp_path, samples)
+    path = voc_root / "Annotations" / "000001.xml"
+    path.write_bytes(xml)
+    return path
+
+
+def _nested(depth: int) -> bytes:
+    """An annotation whose elements nest ``depth`` levels deep, the root included."""
+    return b"<annotation>" + b"<a>" * (depth - 1) + b"x" + b"</a>" * (depth - 1) + b"</annotation>"
+
+
+def test_deeply_nested_xml_is_a_dataset_error_naming_the_file(tmp_path: Path) -> None:
+    path = _voc_with_annotation(tmp_path, _nested(100_000))
+    with pytest.raises(DatasetError, match=r"000001\.xml.*more than 64 levels deep"):
+        VOCDetection(tmp_path, image_set="train")[0]
+    with pytest.raises(DatasetError, match=r"000001\.xml.*more than 64 levels deep"):
+        object_names(path)  # the VOC→CIFAR filter refuses it too, rather than skip it
+
+
+def test_nesting_up_to_the_cap_still_parses(tmp_path: Path) -> None:
+    path = _voc_with_annotation(tmp_path, _nested(MAX_DEPTH))
+    assert annotation_dict(path)["annotation"]["object"] == []
+    path.write_bytes(_nested(MAX_DEPTH + 1))
+    with pytest.raises(DatasetError, match="levels deep"):
+        annotation_dict(path)
+
+
+@pytest.mark.parametrize(
+    "encoding",
+    ["x-nonexistent", "rot13", "base64", "shift_jis", "utf-32", "idna", "undefined"],
+    ids=["unknown", "bytes-codec", "bytes-codec2", "multi-byte", "wide", "idna", "undefined"],
+)
+def test_unusable_xml_encoding_is_a_dataset_error_naming_the_file(
+    tmp_path: Path, encoding: str
+) -> None:
+    xml = f'<?xml version="1.0" encoding="{encoding}"?><annotation/>'.encode()
+    _voc_with_annotation(tmp_path, xml)
+    with pytest.raises(DatasetError, match=r"000001\.xml: cannot decode.*names an encoding"):
+        VOCDetection(tmp_path, image_set="train")[0]
+
+
+def test_unreadable_annotation_is_a_dataset_error(tmp_path: Path) -> None:
+    path = _voc_with_annotation(tmp_path, b"")
+    path.unlink()
+    path.mkdir()  # IsADirectoryError: an OSError other than FileNotFoundError
+    with pytest.raises(DatasetError, match=r"000001\.xml: cannot read"):
+        annotation_dict(path)

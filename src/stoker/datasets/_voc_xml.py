@@ -14,12 +14,29 @@ from stoker.errors import DatasetError, UnsafeDataError
 
 __all__ = ["annotation_dict", "object_names", "parse_xml"]
 
+MAX_DEPTH = 64
+"""How deeply elements may nest in an annotation. Real VOC files are at most 5 levels deep; the
+cap keeps hostile files from overflowing the stack of code that walks the tree recursively
+(ours, a user's ``target_transform``, pickle when a worker sends the target back)."""
+
 
 def parse_xml(path: Path) -> ET.Element:
-    """The root element of ``path``; entity declarations, DTD tricks and bad XML refused."""
+    """The root element of ``path``; entity declarations, DTD tricks and bad XML refused.
+
+    Every failure is a :class:`DatasetError` naming ``path`` (an :class:`UnsafeDataError` for
+    what defusedxml refuses), whatever the parser raised underneath.
+    """
+    root = _parse(path)
+    _refuse_deep_nesting(root, path)
+    return root
+
+
+def _parse(path: Path) -> ET.Element:
+    """The root element of ``path`` as defusedxml parses it; every error named and wrapped."""
     try:
         root: ET.Element = defusedxml.ElementTree.parse(path).getroot()
         return root
+    # DefusedXmlException is a ValueError: it must be caught before the clause below.
     except defusedxml.DefusedXmlException as exc:
         raise UnsafeDataError(
             f"{path}: refused XML ({type(exc).__name__}: {exc}); VOC annotations declare no "
@@ -30,14 +47,42 @@ def parse_xml(path: Path) -> ET.Element:
             f"{path}: not well-formed XML ({exc}); the annotation is truncated or corrupt, "
             "extract or download the dataset again"
         ) from exc
+    except (LookupError, ValueError) as exc:
+        # The encoding named in the XML declaration is unknown to Python (LookupError), or one
+        # that expat cannot use (ValueError, UnicodeError): multi-byte, or not a text codec.
+        raise DatasetError(
+            f"{path}: cannot decode the annotation: its XML declaration names an encoding the "
+            f"parser cannot use ({type(exc).__name__}: {exc}); the file is corrupt or not a "
+            "genuine VOC annotation, extract or download the dataset again"
+        ) from exc
     except FileNotFoundError as exc:
         raise DatasetError(
             f"{path}: annotation file is missing; the dataset is incomplete, extract or "
             "download it again"
         ) from exc
+    except OSError as exc:
+        raise DatasetError(
+            f"{path}: cannot read the annotation ({exc}); check that it is a readable file"
+        ) from exc
+
+
+def _refuse_deep_nesting(root: ET.Element, path: Path) -> None:
+    """DatasetError naming ``path`` if its elements nest deeper than :data:`MAX_DEPTH`."""
+    # An explicit stack, not recursion: the point is to survive a file nested 100k deep.
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise DatasetError(
+                f"{path}: elements nest more than {MAX_DEPTH} levels deep; VOC annotations "
+                "are at most 5 deep, so this file is not a genuine one, extract or download "
+                "the dataset again"
+            )
+        stack.extend((child, depth + 1) for child in node)
 
 
 def _to_dict(node: ET.Element) -> dict[str, Any]:
+    # Recursive, as torchvision's: safe because parse_xml capped the depth at MAX_DEPTH.
     # torchvision's shape: repeated tags become lists, single ones values, a leaf its stripped
     # text; a leaf with no text at all vanishes from its parent.
     children = list(node)
