@@ -151,3 +151,35 @@ def test_official_resources_match_torchvision() -> None:
             DATASET_YEAR_DICT[key]["url"],
             DATASET_YEAR_DICT[key]["md5"],
         )
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    ["/etc/passwd", "../../elsewhere/private", "..", "a/b", "a\\b", "000001 000002", "id.x", "é"],
+)
+def test_split_ids_that_are_not_plain_ids_are_refused(tmp_path: Path, bad_id: str) -> None:
+    voc_root = testdata.write_voc2007(tmp_path, 2)
+    split = voc_root / "ImageSets" / "Main" / "trainval.txt"
+    split.write_text(f"000001\n\n{bad_id}\n000002\n")
+    with pytest.raises(DatasetError, match=r"trainval\.txt, line 3: .* is not a VOC image id"):
+        VOCDetection(tmp_path, image_set="trainval")
+
+
+def test_split_file_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    voc_root = testdata.write_voc2007(tmp_path, 2)
+    split = voc_root / "ImageSets" / "Main" / "trainval.txt"
+    split.write_bytes(b"000001\n\xff\xfe\n")
+    with pytest.raises(DatasetError, match=r"trainval\.txt: not a text file of image ids"):
+        VOCDetection(tmp_path, image_set="trainval")
+
+
+def test_voc2012_style_ids_and_crlf_lines_are_accepted(tmp_path: Path) -> None:
+    samples = [
+        testdata.VOCSample("2008_000008", (testdata.VOCObject("cat"),)),
+        testdata.VOCSample("2010-x_01", (testdata.VOCObject("dog"),)),
+    ]
+    voc_root = testdata.write_voc2007(tmp_path, samples)
+    (voc_root / "ImageSets" / "Main" / "train.txt").write_bytes(b"2008_000008\r\n 2010-x_01 \r\n")
+    ds = VOCDetection(tmp_path, image_set="train")
+    assert ds.ids == ["2008_000008", "2010-x_01"]
+    assert ds[1][1]["annotation"]["object"][0]["name"] == "dog"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from stoker.datasets._images import open_rgb
 from stoker.datasets._voc_xml import annotation_dict
 from stoker.errors import DatasetError
 
-__all__ = ["VOC_CLASSES", "VOCDetection", "VOCResource"]
+__all__ = ["VOC_CLASSES", "VOCDetection", "VOCResource", "is_voc_id"]
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -56,6 +57,42 @@ _RESOURCES: dict[str, VOCResource] = {
 }
 
 _IMAGE_SETS = ("train", "val", "trainval")
+
+# Official ids look like 000005 (2007) or 2008_000008 (2012). Anything else, a path separator
+# or '..' above all, would let a split file point the dataset at files outside its folder.
+_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def is_voc_id(value: object) -> bool:
+    """Whether ``value`` is a string shaped like a VOC image id: letters, digits, ``_``, ``-``."""
+    return isinstance(value, str) and _ID_PATTERN.fullmatch(value) is not None
+
+
+def read_split_ids(split_file: Path) -> list[str]:
+    """The image ids listed in ``split_file``, one a line; DatasetError for any other line.
+
+    The ids become file names under the VOC folder, so each must be a plain VOC id.
+    """
+    try:
+        lines = split_file.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{split_file}: not a text file of image ids ({exc}); the split file is corrupt, "
+            "extract or download the dataset again"
+        ) from exc
+    ids = []
+    for number, line in enumerate(lines, start=1):
+        image_id = line.strip()
+        if not image_id:
+            continue
+        if not is_voc_id(image_id):
+            raise DatasetError(
+                f"{split_file}, line {number}: {image_id[:200]!r} is not a VOC image id "
+                "(letters, digits, '_' and '-' only, like 000005 or 2008_000008); the split "
+                "file is corrupt or not a genuine one, extract or download the dataset again"
+            )
+        ids.append(image_id)
+    return ids
 
 
 def voc_resource(year: str, image_set: str) -> VOCResource:
@@ -117,7 +154,7 @@ class VOCDetection(Dataset[tuple[Any, Any]]):
                 f"VOC{self.year} {image_set!r} not found: looked for {split_file}; pass "
                 "download=True to fetch it, or point root at the folder containing VOCdevkit/"
             )
-        self.ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        self.ids = read_split_ids(split_file)
         self.images = [self.voc_root / "JPEGImages" / f"{i}.jpg" for i in self.ids]
         self.annotations = [self.voc_root / "Annotations" / f"{i}.xml" for i in self.ids]
 
