@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -159,3 +160,88 @@ def test_a_garbled_cache_is_recomputed(tmp_path: Path) -> None:
         cache.write_text(garbage)
         ds = FilteredVOCtoCIFAR(tmp_path)
         assert not ds.cache_hit and ds.targets == [5]
+
+
+# What a genuine cache holds for the tree below (mapping cat→cat, dog→dog): image 2 has two
+# objects, so it is left out.
+_GOOD_CACHE = [["000001", 5], ["000003", 3]]
+
+
+def _cache_tree(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """Three val images (dog, cat+dog, cat); returns the cache path and what it stores."""
+    cat, dog = testdata.VOCObject("cat"), testdata.VOCObject("dog")
+    samples = [
+        testdata.VOCSample("000001", (dog,), "val"),
+        testdata.VOCSample("000002", (cat, dog), "val"),
+        testdata.VOCSample("000003", (cat,), "val"),
+    ]
+    testdata.write_voc2007(tmp_path, samples)
+    first = FilteredVOCtoCIFAR(tmp_path, class_mapping={"cat": "cat", "dog": "dog"})
+    stored = json.loads(first.cache_path.read_text())
+    assert not first.cache_hit and stored["value"] == _GOOD_CACHE
+    return first.cache_path, stored
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        *(0, {}, "", False, None, 3),  # not a list (the falsy ones once meant "no samples")
+        [["000001", 5], ["000001", 5], ["000003", 3]],  # a duplicate
+        [["000001", 5], ["000003", 3], []],  # a malformed entry
+        [["000001", 5], ["000003", 3, 0]],
+        [("000001", 5), ["000003", 3], {"0": 1}],
+        [[0, 5], [2, 3]],  # indices, as older stoker wrote
+        [["000001", True], ["000003", 3]],  # a bool is not a label
+        [["000001", 5.0], ["000003", 3]],
+        [["000001", 10], ["000003", 3]],  # out of CIFAR-10's range
+        [["000001", 0], ["000003", 3]],  # in range, but no class maps to airplane
+        [["000001", 5], ["000004", 3]],  # not in the split
+        [["000001", 5], ["../../../../etc/passwd", 3]],  # outside the root
+        [["000001", 5], [["000003"], 3]],  # unhashable id
+    ],
+)
+def test_an_invalid_cache_is_recomputed_and_overwritten(tmp_path: Path, value: Any) -> None:
+    cache, stored = _cache_tree(tmp_path)
+    cache.write_text(json.dumps({**stored, "value": value}))
+    ds = FilteredVOCtoCIFAR(tmp_path, class_mapping={"cat": "cat", "dog": "dog"})
+    assert not ds.cache_hit
+    assert list(zip(ds.image_ids, ds.targets)) == [("000001", 5), ("000003", 3)]
+    assert json.loads(cache.read_text())["value"] == _GOOD_CACHE
+    assert FilteredVOCtoCIFAR(tmp_path, class_mapping={"cat": "cat", "dog": "dog"}).cache_hit
+
+
+def test_a_cache_never_makes_it_open_files_outside_the_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, stored = _cache_tree(tmp_path)
+    # A valid cache, reordered: the samples still follow the split file, and only the
+    # images that file lists are opened.
+    cache.write_text(json.dumps({**stored, "value": _GOOD_CACHE[::-1]}))
+    opened: list[Path] = []
+    monkeypatch.setattr("stoker.datasets.voc_cifar.open_rgb", lambda p: opened.append(p) or p)
+    ds = FilteredVOCtoCIFAR(tmp_path, class_mapping={"cat": "cat", "dog": "dog"})
+    assert ds.cache_hit and ds.image_ids == ["000001", "000003"] and ds.targets == [5, 3]
+    assert [ds[i][0] for i in range(len(ds))] == opened
+    assert [p.relative_to(tmp_path).as_posix() for p in opened] == [
+        "VOCdevkit/VOC2007/JPEGImages/000001.jpg",
+        "VOCdevkit/VOC2007/JPEGImages/000003.jpg",
+    ]
+
+
+def test_an_empty_result_is_cached(tmp_path: Path) -> None:
+    samples = [testdata.VOCSample("000001", (testdata.VOCObject("person"),), "val")]
+    testdata.write_voc2007(tmp_path, samples)
+    first = FilteredVOCtoCIFAR(tmp_path)
+    assert len(first) == 0 and not first.cache_hit
+    assert json.loads(first.cache_path.read_text())["value"] == []
+    assert FilteredVOCtoCIFAR(tmp_path).cache_hit
+
+
+def test_an_id_listed_twice_in_the_split_is_kept_twice_and_cached_once(tmp_path: Path) -> None:
+    samples = [testdata.VOCSample("000001", (testdata.VOCObject("dog"),), "val")]
+    voc_root = testdata.write_voc2007(tmp_path, samples)
+    (voc_root / "ImageSets" / "Main" / "val.txt").write_text("000001\n000001\n")
+    for hit in (False, True):
+        ds = FilteredVOCtoCIFAR(tmp_path)
+        assert ds.cache_hit is hit and ds.indices == [0, 1] and ds.targets == [5, 5]
+    assert json.loads(ds.cache_path.read_text())["value"] == [["000001", 5]]

@@ -29,7 +29,11 @@ def files_fingerprint(paths: Iterable[Path]) -> str:
 
 
 def read_cache(path: Path, fingerprint: str) -> Any | None:
-    """The cached value, or None when absent, unreadable or made for another fingerprint."""
+    """The cached value, or None when absent, unreadable or made for another fingerprint.
+
+    The value is whatever JSON the file holds (anyone who can write the dataset folder can
+    write it): validate its shape strictly before using it, and treat anything else as a miss.
+    """
     try:
         stored = json.loads(path.read_text())
     except (OSError, ValueError):

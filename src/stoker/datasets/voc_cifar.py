@@ -13,7 +13,7 @@ from stoker.dataset import Dataset
 from stoker.datasets._images import open_rgb
 from stoker.datasets._json_cache import files_fingerprint, read_cache, write_cache
 from stoker.datasets._voc_xml import object_names
-from stoker.datasets.voc import VOCDetection
+from stoker.datasets.voc import VOCDetection, is_voc_id
 
 __all__ = ["CIFAR10_CLASSES", "DEFAULT_VOC_TO_CIFAR", "FilteredVOCtoCIFAR"]
 
@@ -52,6 +52,9 @@ class FilteredVOCtoCIFAR(Dataset[tuple[Any, int]]):
     in :data:`CIFAR10_CLASSES` of the mapped class. The filter reads annotations only (no image
     is decoded) and its result is cached as JSON in ``VOC<year>/.stoker-cache/``, keyed by the
     names, sizes and mtimes of the split's annotation files, so editing one recomputes it.
+    The cache holds ``[image id, label]`` pairs; one that holds anything else is recomputed
+    and overwritten (``cache_hit`` says whether it was used), and samples always follow the
+    split file, so the cache cannot make the dataset open other files.
     """
 
     def __init__(
@@ -82,24 +85,51 @@ class FilteredVOCtoCIFAR(Dataset[tuple[Any, int]]):
         self.targets = [label for _, label in kept]
 
     def _filtered(self) -> list[tuple[int, int]]:
+        """``(index into self.voc, label)`` of each image kept, from the cache when it is valid."""
         fingerprint = files_fingerprint(self.voc.annotations)
-        cached = read_cache(self.cache_path, fingerprint)
-        try:
-            kept = [(int(index), int(label)) for index, label in cached or []]
-            self.cache_hit = cached is not None and all(
-                0 <= i < len(self.voc) and 0 <= y < len(self.classes) for i, y in kept
-            )
-        except (TypeError, ValueError):  # a cache edited by hand: recompute it
-            self.cache_hit = False
-        if self.cache_hit:
-            return kept
-        kept = []
-        for index, path in enumerate(self.voc.annotations):
+        labels = self._cached_labels(read_cache(self.cache_path, fingerprint))
+        self.cache_hit = labels is not None
+        if labels is None:
+            labels = self._scan()
+            write_cache(self.cache_path, fingerprint, [[i, y] for i, y in labels.items()])
+        # Indices come from the split file, never from the cache: whatever the cache says, only
+        # images the split lists are ever opened.
+        return [(index, labels[i]) for index, i in enumerate(self.voc.ids) if i in labels]
+
+    def _scan(self) -> dict[str, int]:
+        """``{image id: label}`` of the kept images, in split order, read from the annotations."""
+        labels: dict[str, int] = {}
+        for image_id, path in zip(self.voc.ids, self.voc.annotations):
+            if image_id in labels:
+                continue
             names = object_names(path)
             if len(names) == 1 and names[0] in self.class_mapping:
-                kept.append((index, self.class_to_idx[self.class_mapping[names[0]]]))
-        write_cache(self.cache_path, fingerprint, kept)
-        return kept
+                labels[image_id] = self.class_to_idx[self.class_mapping[names[0]]]
+        return labels
+
+    def _cached_labels(self, value: Any) -> dict[str, int] | None:
+        """``value`` as ``{image id: label}`` if it is exactly what :meth:`_scan` writes, else None.
+
+        That is a list of ``[id, label]`` pairs: each id listed in the split and given once, each
+        label the index of a class ``class_mapping`` maps to. Anything else (a cache edited by
+        hand, written by an older stoker, or planted) is a cache miss, so it gets recomputed.
+        """
+        if not isinstance(value, list):
+            return None
+        split_ids = set(self.voc.ids)
+        mapped = {self.class_to_idx[name] for name in self.class_mapping.values()}
+        labels: dict[str, int] = {}
+        for entry in value:
+            if not (isinstance(entry, list) and len(entry) == 2):
+                return None
+            image_id, label = entry
+            # is_voc_id first: it also rules out unhashable values before the set lookups.
+            if not is_voc_id(image_id) or image_id not in split_ids or image_id in labels:
+                return None
+            if type(label) is not int or label not in mapped:  # type(): True is not a label
+                return None
+            labels[image_id] = label
+        return labels
 
     def __len__(self) -> int:
         return len(self.indices)
