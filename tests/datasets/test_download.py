@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 import stoker.datasets
 from stoker.datasets import CIFAR10, testdata
-from stoker.datasets._download import download_and_extract
-from stoker.errors import DatasetError
+from stoker.datasets._download import download_and_extract, file_md5
+from stoker.errors import DatasetError, UnsafeDataError
 
 
 def test_progress_bar_goes_to_stderr(  # type: ignore[no-untyped-def]
@@ -32,6 +33,55 @@ def test_missing_file_on_the_server_names_the_url_and_leaves_nothing(  # type: i
     url = file_server.url("absent.tar.gz")
     with pytest.raises(DatasetError, match=r"could not download .*absent\.tar\.gz.*404"):
         CIFAR10(root, download=True, url=url)
+    assert list(root.iterdir()) == []
+
+
+@pytest.mark.parametrize("length", ["12abc", "-5", "1e3", "\u00b2", ""])
+def test_garbled_content_length_means_size_unknown(  # type: ignore[no-untyped-def]
+    tmp_path: Path, file_server, capfd: pytest.CaptureFixture[str], length: str
+) -> None:
+    testdata.write_cifar10(tmp_path / "src")
+    _, md5 = testdata.make_tarball(
+        tmp_path / "src" / "cifar-10-batches-py", file_server.directory / "c.tgz"
+    )
+    file_server.headers["Content-Length"] = length
+    download_and_extract(file_server.url("c.tgz"), tmp_path / "data", "c.tgz", md5)
+    assert (tmp_path / "data" / "cifar-10-batches-py" / "data_batch_1").is_file()
+    assert "downloading c.tgz" in capfd.readouterr().err
+
+
+def _served_cifar(tmp_path: Path, file_server) -> str:  # type: ignore[no-untyped-def]
+    testdata.write_cifar10(tmp_path / "src")
+    testdata.make_tarball(tmp_path / "src" / "cifar-10-batches-py", file_server.directory / "c.tgz")
+    return str(file_server.url("c.tgz"))
+
+
+def test_download_without_md5_warns_that_it_is_unverified(  # type: ignore[no-untyped-def]
+    tmp_path: Path, file_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = _served_cifar(tmp_path, file_server)
+    with caplog.at_level(logging.WARNING, logger="stoker"):
+        assert len(CIFAR10(tmp_path / "data", download=True, url=url)) > 0
+    assert url in caplog.text and "no md5" in caplog.text and "unverified" in caplog.text
+
+
+def test_download_with_md5_does_not_warn(  # type: ignore[no-untyped-def]
+    tmp_path: Path, file_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = _served_cifar(tmp_path, file_server)
+    md5 = file_md5(file_server.directory / "c.tgz")
+    with caplog.at_level(logging.WARNING, logger="stoker"):
+        download_and_extract(url, tmp_path / "data", "c.tgz", md5)
+    assert caplog.text == ""
+
+
+def test_download_past_the_size_limit_leaves_nothing(  # type: ignore[no-untyped-def]
+    tmp_path: Path, file_server
+) -> None:
+    url = _served_cifar(tmp_path, file_server)
+    root = tmp_path / "data"
+    with pytest.raises(UnsafeDataError, match=r"c\.tgz: member .*max_bytes"):
+        download_and_extract(url, root, "c.tgz", None, max_bytes=1000)
     assert list(root.iterdir()) == []
 
 

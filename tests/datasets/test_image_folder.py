@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import struct
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +62,39 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     with pytest.raises(DatasetError, match=r"broken\.png"):
         ImageFolder(tmp_path)[0]
+
+
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG with only its IHDR header: it declares width x height pixels and holds none."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    return path
+
+
+def test_decompression_bomb_is_a_dataset_error_naming_the_file(tmp_path: Path) -> None:
+    testdata.write_image_folder(tmp_path)
+    bomb = _png_header(tmp_path / "cat" / "bomb.png", 20_000, 20_000)  # 400 megapixels, 60 bytes
+    ds = ImageFolder(tmp_path)
+    with pytest.raises(DatasetError, match=r"bomb\.png.*DecompressionBombError"):
+        ds[ds.samples.index((bomb, 0))]
+
+
+def test_decompression_bomb_warning_as_error_is_a_dataset_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    from stoker.datasets._images import open_rgb
+
+    # Between MAX_IMAGE_PIXELS and twice that, PIL only warns; as an error it must be ours.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    big = _png_header(tmp_path / "big.png", 15, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with pytest.raises(DatasetError, match=r"big\.png.*DecompressionBombWarning"):
+            open_rgb(big)

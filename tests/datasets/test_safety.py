@@ -65,12 +65,134 @@ def test_unsafe_members_are_refused_and_nothing_is_written(
     assert not (tmp_path / "evil.txt").exists()
 
 
-def test_links_inside_the_folder_are_fine(tmp_path: Path) -> None:
-    archive = _tar_with(tmp_path / "good.tar", _link("ok/alias", "readme.txt"))
+@pytest.mark.parametrize(
+    ("member", "why"),
+    [
+        (_link("ok/alias", "readme.txt"), "is a symlink (to 'readme.txt')"),
+        (_link("ok/alias", "readme.txt", tarfile.LNKTYPE), "is a hard link (to 'ok/readme.txt')"),
+    ],
+)
+def test_links_are_refused_even_inside_the_folder(
+    tmp_path: Path, member: tarfile.TarInfo, why: str
+) -> None:
+    if member.islnk():
+        member.linkname = "ok/readme.txt"
+    archive = _tar_with(tmp_path / "links.tar", member)
     dest = tmp_path / "dest"
     dest.mkdir()
-    safe_extract(archive, dest)
-    assert (dest / "ok" / "alias").read_bytes() == b"hello"
+    with pytest.raises(UnsafeDataError, match=r"links\.tar.*'ok/alias'") as caught:
+        safe_extract(archive, dest)
+    assert why in str(caught.value)
+    assert list(dest.iterdir()) == []
+
+
+def _add(tar: tarfile.TarFile, name: str, kind: bytes, link: str = "", data: bytes = b"") -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode, info.size = kind, link, 0o755, len(data)
+    tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+
+def _symlink_chain_archive(path: Path, outside: Path) -> Path:
+    """CVE-2025-4517: links through names so long that realpath gives up resolving them.
+
+    Every link reads as staying inside, and Python 3.11.7's "data" filter agrees, yet
+    ``escape/pwned.txt`` lands in ``outside``.
+    """
+    long_dir, steps, parent = "d" * 247, "abcdefghijklmnop", ""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for step in steps:
+            _add(tar, f"{parent}{long_dir}", tarfile.DIRTYPE)
+            _add(tar, f"{parent}{step}", tarfile.SYMTYPE, long_dir)
+            parent = f"{parent}{long_dir}/"
+        deep_link = "/".join([*steps, "l" * 254])
+        _add(tar, deep_link, tarfile.SYMTYPE, "../" * len(steps))
+        target = deep_link + "/.." * (len(steps) + 1) + str(outside)
+        _add(tar, "escape", tarfile.SYMTYPE, target)
+        _add(tar, "escape/pwned.txt", tarfile.REGTYPE, data=b"written outside\n")
+    return path
+
+
+def test_symlink_chain_that_resolves_outside_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    archive = _symlink_chain_archive(tmp_path / "chain.tar", outside)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(UnsafeDataError, match=r"chain\.tar: member 'a' is a symlink"):
+        safe_extract(archive, dest)
+    assert list(outside.iterdir()) == [] and list(dest.iterdir()) == []
+
+
+def test_negative_member_size_is_refused_instead_of_looping(tmp_path: Path) -> None:
+    # CVE-2025-8194: tarfile re-reads a header whose size is negative forever.
+    header = bytearray(tarfile.TarInfo("ok/readme.txt").tobuf(format=tarfile.GNU_FORMAT))
+    header[124:136] = b"\xff" * 4 + (-512 & (2**64 - 1)).to_bytes(8, "big")  # base-256 size
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\x00 " % sum(header[:512])
+    archive = tmp_path / "negative.tar"
+    archive.write_bytes(bytes(header) + bytes(1024))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    # max_members bounds the loop should the size check ever go.
+    with pytest.raises(UnsafeDataError, match=r"negative\.tar.*'ok/readme\.txt'.*negative size"):
+        safe_extract(archive, dest, max_members=10)
+
+
+class _Zeros(io.RawIOBase):
+    """``size`` zero bytes, produced on demand: a big member without a big buffer."""
+
+    def __init__(self, size: int):
+        self.left = size
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        count = min(len(buffer), self.left)
+        buffer[:count] = bytes(count)
+        self.left -= count
+        return count
+
+
+def _zeros_archive(path: Path, sizes: dict[str, int]) -> Path:
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for name, size in sizes.items():
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, _Zeros(size))
+    return path
+
+
+def test_archive_past_the_size_limit_is_refused_before_writing(tmp_path: Path) -> None:
+    archive = _zeros_archive(tmp_path / "bomb.tgz", {"a/small": 2**10, "a/big": 2**20})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(UnsafeDataError, match=r"bomb\.tgz: member 'a/big'.*max_bytes"):
+        safe_extract(archive, dest, max_bytes=2**20)
+    assert list(dest.iterdir()) == []
+    safe_extract(archive, dest, max_bytes=2**20 + 2**10)  # exactly at the limit is fine
+    assert (dest / "a" / "big").stat().st_size == 2**20
+
+
+def test_archive_past_the_member_limit_is_refused(tmp_path: Path) -> None:
+    archive = _zeros_archive(tmp_path / "many.tgz", {f"a/{i}": 1 for i in range(4)})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(UnsafeDataError, match=r"many\.tgz: member 'a/3'.*3 members"):
+        safe_extract(archive, dest, max_members=3)
+    assert list(dest.iterdir()) == []
+
+
+def test_archive_larger_than_the_free_space_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    archive = _zeros_archive(tmp_path / "big.tgz", {"a/big": 2**20})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    full = shutil.disk_usage(dest)._replace(free=2**19)
+    monkeypatch.setattr("stoker.datasets._archive.shutil.disk_usage", lambda _: full)
+    with pytest.raises(DatasetError, match=r"big\.tgz: extracting needs .* free"):
+        safe_extract(archive, dest)
+    assert list(dest.iterdir()) == []
 
 
 def test_truncated_archive_is_a_dataset_error(tmp_path: Path) -> None:

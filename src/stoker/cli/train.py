@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import signal
 import time
 from collections.abc import Iterator
@@ -18,7 +19,15 @@ from torch import nn
 import stoker
 from stoker import transforms as T
 from stoker._progress import ProgressBar
-from stoker.cli._checkpoint import load_checkpoint, load_model, save_checkpoint
+from stoker.cli._checkpoint import (
+    check_settings,
+    check_training_state,
+    checkpoint_classes,
+    load_checkpoint,
+    load_model,
+    malformed,
+    save_checkpoint,
+)
 from stoker.cli._common import (
     CommandError,
     default_threads,
@@ -335,7 +344,30 @@ class _Training:
         self.stats = _EpochStats()
 
     def restore(self, path: Path, checkpoint: dict[str, Any]) -> None:
-        """Continue from ``checkpoint``: same weights, optimizer, schedule, RNG and next batch."""
+        """Continue from ``checkpoint``: same weights, optimizer, schedule, RNG and next batch.
+
+        A malformed checkpoint, or one that does not fit this run, is a CommandError naming
+        ``path``, before or instead of a traceback from torch.
+        """
+        stat_names = [field.name for field in dataclasses.fields(_EpochStats)]
+        check_training_state(path, checkpoint, stat_names, self.scheduler.state_dict())
+        classes = checkpoint_classes(path, checkpoint)
+        if classes != len(self.classes):
+            raise CommandError(
+                f"checkpoint {path} was trained on {classes} classes but this data has "
+                f"{len(self.classes)}. Resume with the data it was trained on, or leave out "
+                "--resume to start a new run."
+            )
+        try:
+            self._load_state(path, checkpoint)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:
+            # What torch's load_state_dict methods raise for state that passed the checks above
+            # yet does not fit (another optimizer's parameter groups, a short RNG state, ...).
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            what = f"its training state does not fit this run ({first_line})"
+            raise malformed(path, what) from None
+
+    def _load_state(self, path: Path, checkpoint: dict[str, Any]) -> None:
         self.model.load_state_dict(load_model(path, checkpoint).state_dict())
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -414,6 +446,9 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise CommandError(f"--workers must be >= 0, got {args.workers}; use 0 to load in-process")
     checkpoint = load_checkpoint(args.resume) if args.resume is not None else None
+    if checkpoint is not None:
+        names = [field.name for field in dataclasses.fields(_Settings)]
+        check_settings(args.resume, checkpoint, names)
     settings = _Settings.from_args(args, checkpoint["settings"] if checkpoint else None)
     if args.deterministic:
         torch.use_deterministic_algorithms(True)

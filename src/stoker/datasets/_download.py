@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import logging
 import os
 import shutil
 import tempfile
@@ -14,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from stoker._progress import ProgressBar
-from stoker.datasets._archive import safe_extract
+from stoker.datasets._archive import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBERS, safe_extract
 from stoker.errors import DatasetError, IntegrityError
 
 __all__ = ["download_and_extract", "file_md5"]
@@ -24,6 +25,8 @@ _CHUNK_BYTES = 1 << 20
 _SOCKET_TIMEOUT_S = 60.0
 # Redrawing the bar more often than this only costs terminal bandwidth.
 _SCHEMES = ("http", "https", "file")
+
+_log = logging.getLogger("stoker")
 
 
 def file_md5(path: Path) -> str:
@@ -39,6 +42,19 @@ def _mib(nbytes: int) -> str:
     return f"{nbytes / 2**20:.1f} MiB"
 
 
+def _content_length(value: str | None) -> int | None:
+    """The size a ``Content-Length`` header declares, or None when absent or not a size.
+
+    It only drives the progress bar, so a garbled header (``12abc``, ``-5``) from a broken
+    mirror means "size unknown", not a failed download.
+    """
+    try:
+        size = int(value) if value is not None else -1
+    except ValueError:
+        return None
+    return size if size >= 0 else None
+
+
 def _fetch(url: str, dest: Path) -> None:
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in _SCHEMES:
@@ -48,8 +64,7 @@ def _fetch(url: str, dest: Path) -> None:
             urllib.request.urlopen(url, timeout=_SOCKET_TIMEOUT_S) as response,
             open(dest, "wb") as out,
         ):
-            length = response.headers.get("Content-Length")
-            total = int(length) if length else None
+            total = _content_length(response.headers.get("Content-Length"))
             label = f"downloading {dest.name}"
             bar, done = ProgressBar(total, label, show_count=False), 0
             while chunk := response.read(_CHUNK_BYTES):
@@ -80,13 +95,30 @@ def _move_into_place(src: Path, dest: Path) -> None:
             os.replace(entry, target)
 
 
-def download_and_extract(url: str, root: Path, filename: str, md5: str | None) -> None:
+def download_and_extract(
+    url: str,
+    root: Path,
+    filename: str,
+    md5: str | None,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+) -> None:
     """Fetch ``url`` into a staging folder inside ``root``, check ``md5``, extract, move in.
 
     Nothing appears in ``root`` unless the download completed, its checksum matched and every
-    archive member passed the safety checks; the staging folder is removed either way.
-    ``md5=None`` skips the checksum (only sensible for a url you control).
+    archive member passed the safety checks (see :func:`safe_extract`, which ``max_bytes`` and
+    ``max_members`` are passed to); the staging folder is removed either way. ``md5=None``
+    skips the checksum (only sensible for a url you control) and logs a warning saying so.
     """
+    if md5 is None:
+        _log.warning(
+            "%s: no md5 given, so %s is extracted unverified: only stoker's archive safety "
+            "checks stand between it and the disk. Pass md5= to check it, or use a url you "
+            "control",
+            url,
+            filename,
+        )
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".stoker-download-", dir=root))
     try:
@@ -102,7 +134,7 @@ def download_and_extract(url: str, root: Path, filename: str, md5: str | None) -
                 )
         extracted = staging / "extracted"
         extracted.mkdir()
-        safe_extract(archive, extracted)
+        safe_extract(archive, extracted, max_bytes=max_bytes, max_members=max_members)
         _move_into_place(extracted, root)
     finally:
         with contextlib.suppress(OSError):

@@ -22,6 +22,15 @@ def open_rgb(path: Path) -> Image.Image:
             f"{path}: image file is missing; the dataset is incomplete, extract or download "
             "it again"
         ) from exc
+    # Neither an OSError nor a ValueError: PIL's refusal of an image whose header declares more
+    # pixels than Image.MAX_IMAGE_PIXELS (twice that for the error; the warning only counts
+    # when warnings are turned into errors). A 60-byte PNG can declare 400 megapixels.
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DatasetError(
+            f"{path}: refused to decode the image ({type(exc).__name__}: {exc}); the file is "
+            "corrupt or hostile, replace it or download the dataset again (for a genuinely "
+            "huge image, raise PIL.Image.MAX_IMAGE_PIXELS)"
+        ) from exc
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise DatasetError(
             f"{path}: cannot decode the image ({type(exc).__name__}: {exc}); the file is "
