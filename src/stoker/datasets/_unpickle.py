@@ -29,7 +29,7 @@ import numpy as np
 from stoker.datasets._pickle_scan import MAX_DEPTH, scan
 from stoker.errors import DatasetError, StokerError, UnsafeDataError
 
-__all__ = ["MAX_FILE_BYTES", "load_pickle"]
+__all__ = ["MAX_FILE_BYTES", "brief", "load_pickle"]
 
 # The largest official file (CIFAR-100 train) is ~155 MB; a Python 3 re-save of it under
 # protocol 2 writes the pixels as UTF-8 text, ~1.5 times that.
@@ -41,9 +41,27 @@ _NUMERIC_CODES = frozenset({"b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8"
 # other spellings that codec goes by.
 _LATIN1_NAMES = frozenset({"latin1", "latin_1", "iso_8859_1", "iso8859_1", "l1"})
 
-_brief = reprlib.Repr()
-_brief.maxstring = 40
-_brief.maxother = 40
+
+class _BriefRepr(reprlib.Repr):
+    """reprlib's shortened repr, also for bytes (which reprlib would repr in full first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 40
+        self.maxlist = self.maxdict = 4
+        self.maxtuple = 8  # a dtype's state, whole
+
+    def repr_bytes(self, value: bytes, level: int) -> str:
+        shown = repr(value[: self.maxstring])
+        return shown if len(value) <= self.maxstring else shown + "..."
+
+
+_BRIEF = _BriefRepr()
+
+
+def brief(value: object) -> str:
+    """A repr of at most a few dozen characters, for untrusted values in error messages."""
+    return _BRIEF.repr(value)
 
 
 class _Context:
@@ -141,7 +159,7 @@ class _DtypeProxy(_StandIn):
         standard = (3, order, None, None, None, -1, -1, 0)
         if order not in orders or not _same(state, standard):
             raise self._ctx.refuse(
-                f"dtype {self.dtype} has the state {_brief.repr(state)}, not numpy's "
+                f"dtype {self.dtype} has the state {brief(state)}, not numpy's "
                 f"(3, {'|' if len(orders) == 1 else '< or >'}, None, None, None, -1, -1, 0)"
             )
         if order != "|":
@@ -158,12 +176,12 @@ class _DtypeFactory(_StandIn):
         code = args[0] if len(args) == 3 else None
         if not isinstance(code, str) or code not in _NUMERIC_CODES:
             raise self._ctx.refuse(
-                f"the pickle asks for numpy.dtype{_brief.repr(args)}; only bool, integer and "
+                f"the pickle asks for numpy.dtype{brief(args)}; only bool, integer and "
                 "float dtypes are admitted (object, void, string and structured ones let a "
                 "pickle make numpy misread the file's bytes)"
             )
         if not (_same(args[1], 0) and _same(args[2], 1)):
-            raise self._ctx.refuse(f"numpy.dtype{_brief.repr(args)} is not how numpy pickles")
+            raise self._ctx.refuse(f"numpy.dtype{brief(args)} is not how numpy pickles")
         return _DtypeProxy(self._ctx, code)
 
 
@@ -183,22 +201,22 @@ class _ArrayProxy(_StandIn):
             raise self._ctx.refuse("the pickle sets the state of one numpy array twice")
         if not isinstance(state, tuple) or len(state) != 5 or not _same(state[0], 1):
             raise self._ctx.refuse(
-                f"a numpy array has the state {_brief.repr(state)}, expected numpy's "
+                f"a numpy array has the state {brief(state)}, expected numpy's "
                 "(1, shape, dtype, is_fortran, rawdata)"
             )
         _, shape, dtype, is_fortran, raw = state
         shape = self._shape(shape)
         if not isinstance(dtype, _DtypeProxy) or not isinstance(is_fortran, bool):
             raise self._ctx.refuse(
-                f"a numpy array's dtype is {_brief.repr(dtype)} and is_fortran "
-                f"{_brief.repr(is_fortran)}, expected a numpy.dtype and a bool"
+                f"a numpy array's dtype is {brief(dtype)} and is_fortran "
+                f"{brief(is_fortran)}, expected a numpy.dtype and a bool"
             )
         self.array = self._build(shape, dtype.dtype, is_fortran, raw)
 
     def _shape(self, shape: object) -> tuple[int, ...]:
         if not isinstance(shape, tuple) or not all(type(n) is int and n >= 0 for n in shape):
             raise self._ctx.damaged(
-                f"a numpy array's shape is {_brief.repr(shape)}, expected non-negative ints"
+                f"a numpy array's shape is {brief(shape)}, expected non-negative ints"
             )
         return shape
 
@@ -238,7 +256,7 @@ class _ReconstructFactory(_StandIn):
             or args[2] not in ("b", b"b")
         ):
             raise self._ctx.refuse(
-                f"the pickle calls _reconstruct{_brief.repr(args)}; only numpy's own "
+                f"the pickle calls _reconstruct{brief(args)}; only numpy's own "
                 "_reconstruct(numpy.ndarray, (0,), b'b') is admitted"
             )
         return _ArrayProxy(self._ctx)
@@ -265,14 +283,14 @@ class _ScalarFactory(_StandIn):
         dtype = args[0] if len(args) == 2 else None
         if not isinstance(dtype, _DtypeProxy):
             raise self._ctx.refuse(
-                f"the pickle calls numpy's scalar{_brief.repr(args)}; only scalar(dtype, "
+                f"the pickle calls numpy's scalar{brief(args)}; only scalar(dtype, "
                 "bytes) with a numeric numpy.dtype is admitted"
             )
         raw = args[1]
         size = dtype.dtype.itemsize
         if not isinstance(raw, str | bytes) or len(raw) != size:
             raise self._ctx.damaged(
-                f"a {dtype.dtype} scalar needs {size} bytes, the pickle gives {_brief.repr(raw)}"
+                f"a {dtype.dtype} scalar needs {size} bytes, the pickle gives {brief(raw)}"
             )
         data = self._ctx.as_bytes(raw, "a scalar's data")
         self._ctx.charge(size)
@@ -291,7 +309,7 @@ class _EncodeFactory(_StandIn):
         text, codec = args if len(args) == 2 else (None, None)
         if not isinstance(text, str) or not isinstance(codec, str) or not _is_latin1(codec):
             raise self._ctx.refuse(
-                f"the pickle calls _codecs.encode{_brief.repr(args)}; only encode(text, "
+                f"the pickle calls _codecs.encode{brief(args)}; only encode(text, "
                 "'latin1'), as Python pickles bytes, is admitted"
             )
         self._ctx.charge(len(text))
@@ -313,7 +331,7 @@ class _BytesFactory(_StandIn):
     def __call__(self, *args: object) -> bytes:
         if args:
             raise self._ctx.refuse(
-                f"the pickle calls bytes{_brief.repr(args)}; only bytes(), as Python pickles "
+                f"the pickle calls bytes{brief(args)}; only bytes(), as Python pickles "
                 "b'', is admitted"
             )
         return b""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import reprlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,7 +16,7 @@ from stoker._collated import CollatedSamples
 from stoker.dataset import Dataset
 from stoker.datasets._download import download_and_extract
 from stoker.datasets._images import supports_batches
-from stoker.datasets._unpickle import load_pickle
+from stoker.datasets._unpickle import brief, load_pickle
 from stoker.errors import DatasetError
 from stoker.transforms._rows import Rows
 
@@ -25,11 +24,6 @@ __all__ = ["CIFAR10", "CIFAR100"]
 
 _SIDE_PX = 32
 _ROW_BYTES = 3 * _SIDE_PX * _SIDE_PX
-# Shortened reprs for error messages: a damaged value can be any size.
-_brief = reprlib.Repr()
-_brief.maxstring = 40
-_brief.maxother = 40
-_brief.maxlist = 4
 
 
 def _load_dict(path: Path) -> dict[str, Any]:
@@ -78,7 +72,7 @@ def _checked_data(data: Any, path: Path) -> np.ndarray:
         or data.shape[1] != _ROW_BYTES
         or not data.flags.c_contiguous
     ):
-        got = _describe_array(data) if isinstance(data, np.ndarray) else _brief.repr(data)
+        got = _describe_array(data) if isinstance(data, np.ndarray) else brief(data)
         raise DatasetError(
             f"{path}: expected 'data' as a C-ordered uint8 N×{_ROW_BYTES} array, got {got}; "
             "the file is damaged, delete it and download the dataset again"
@@ -101,7 +95,7 @@ def _checked_labels(
     """
     if not isinstance(values, list) and not (isinstance(values, np.ndarray) and values.ndim == 1):
         raise DatasetError(
-            f"{path}: expected {key!r} as a list of integers, got {_brief.repr(values)}; the "
+            f"{path}: expected {key!r} as a list of integers, got {brief(values)}; the "
             "file is damaged, delete it and download the dataset again"
         )
     if len(values) != rows:
@@ -114,7 +108,7 @@ def _checked_labels(
         value = values[bad]
         shown = value.item() if isinstance(value, np.generic) else value  # 10, not np.int64(10)
         raise DatasetError(
-            f"{path}: {key!r}[{bad}] is {_brief.repr(shown)} "
+            f"{path}: {key!r}[{bad}] is {brief(shown)} "
             f"({type(value).__name__}), expected an integer class index in "
             f"[0, {classes}) as {meta_path.name} names {classes} classes; the file is damaged, "
             "delete it and download the dataset again"
@@ -219,7 +213,7 @@ class CIFAR10(Dataset[Any]):
         if not isinstance(names, list) or not all(isinstance(n, str | bytes) for n in names):
             raise DatasetError(
                 f"{self._meta_path}: expected {key!r} as a list of class names, got "
-                f"{_brief.repr(names)}; the file is damaged, delete it and download the "
+                f"{brief(names)}; the file is damaged, delete it and download the "
                 "dataset again"
             )
         return [_text(name) for name in names]
