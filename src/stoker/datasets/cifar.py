@@ -16,7 +16,7 @@ from stoker._collated import CollatedSamples
 from stoker.dataset import Dataset
 from stoker.datasets._download import download_and_extract
 from stoker.datasets._images import supports_batches
-from stoker.datasets._unpickle import load_pickle
+from stoker.datasets._unpickle import brief, load_pickle
 from stoker.errors import DatasetError
 from stoker.transforms._rows import Rows
 
@@ -50,20 +50,84 @@ def _field(entry: dict[str, Any], key: str, path: Path) -> Any:
     return entry[key]
 
 
-def _read_batch(path: Path, label_keys: tuple[str, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
+def _read_batch(
+    path: Path, class_counts: dict[str, int], meta_path: Path
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A batch's ``data`` (N×3072 uint8) and, per label key, its N labels checked against
+    the number of classes ``meta_path`` names for that key."""
     entry = _load_dict(path)
-    data = _field(entry, "data", path)
-    labels = [_field(entry, key, path) for key in label_keys]
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
-        got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else data
-        raise DatasetError(f"{path}: expected 'data' as a uint8 N×{_ROW_BYTES} array, got {got}")
-    for key, values in zip(label_keys, labels):
-        if data.shape[1] != _ROW_BYTES or len(values) != len(data):
-            raise DatasetError(
-                f"{path}: expected 'data' N×{_ROW_BYTES} with N {key!r}, got data "
-                f"{data.shape} and {len(values)} labels; the file is damaged, download it again"
-            )
-    return data, [np.asarray(values, dtype=np.int64) for values in labels]
+    data = _checked_data(_field(entry, "data", path), path)
+    labels = [
+        _checked_labels(_field(entry, key, path), key, len(data), count, path, meta_path)
+        for key, count in class_counts.items()
+    ]
+    return data, labels
+
+
+def _checked_data(data: Any, path: Path) -> np.ndarray:
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != _ROW_BYTES
+        or not data.flags.c_contiguous
+    ):
+        got = _describe_array(data) if isinstance(data, np.ndarray) else brief(data)
+        raise DatasetError(
+            f"{path}: expected 'data' as a C-ordered uint8 N×{_ROW_BYTES} array, got {got}; "
+            "the file is damaged, delete it and download the dataset again"
+        )
+    return data
+
+
+def _describe_array(array: np.ndarray) -> str:
+    order = "" if array.flags.c_contiguous else " not in C order"
+    return f"{array.dtype} array of shape {array.shape}{order}"
+
+
+def _checked_labels(
+    values: Any, key: str, rows: int, classes: int, path: Path, meta_path: Path
+) -> np.ndarray:
+    """``values`` as int64, once each is known to be an integer class index below ``classes``.
+
+    Checked before conversion: numpy would truncate floats, wrap or overflow huge ints, and
+    parse numeric strings, none of which names the file.
+    """
+    if not isinstance(values, list) and not (isinstance(values, np.ndarray) and values.ndim == 1):
+        raise DatasetError(
+            f"{path}: expected {key!r} as a list of integers, got {brief(values)}; the "
+            "file is damaged, delete it and download the dataset again"
+        )
+    if len(values) != rows:
+        raise DatasetError(
+            f"{path}: expected 'data' N×{_ROW_BYTES} with N {key!r}, got {rows} rows of data "
+            f"and {len(values)} labels; the file is damaged, delete it and download it again"
+        )
+    bad = _first_bad_label(values, classes)
+    if bad is not None:
+        value = values[bad]
+        shown = value.item() if isinstance(value, np.generic) else value  # 10, not np.int64(10)
+        raise DatasetError(
+            f"{path}: {key!r}[{bad}] is {brief(shown)} "
+            f"({type(value).__name__}), expected an integer class index in "
+            f"[0, {classes}) as {meta_path.name} names {classes} classes; the file is damaged, "
+            "delete it and download the dataset again"
+        )
+    return np.asarray(values, dtype=np.int64)
+
+
+def _first_bad_label(values: list[Any] | np.ndarray, classes: int) -> int | None:
+    """The position of the first label that is not an int in ``[0, classes)``, or None."""
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind not in "iu":  # bool is kind "b", floats "f"
+            return 0 if len(values) else None
+        outside = np.flatnonzero((values < 0) | (values >= classes))
+        return int(outside[0]) if len(outside) else None
+    for position, value in enumerate(values):
+        is_int = isinstance(value, int | np.integer) and not isinstance(value, bool)
+        if not is_int or not 0 <= value < classes:
+            return position
+    return None
 
 
 class CIFAR10(Dataset[Any]):
@@ -85,8 +149,10 @@ class CIFAR10(Dataset[Any]):
     train_files: ClassVar[tuple[str, ...]] = tuple(f"data_batch_{i}" for i in range(1, 6))
     test_files: ClassVar[tuple[str, ...]] = ("test_batch",)
     meta_file: ClassVar[str] = "batches.meta"
-    label_keys: ClassVar[tuple[str, ...]] = ("labels",)
     classes_key: ClassVar[str] = "label_names"
+    # Each label key of a batch, the first being ``targets``, and the meta key naming its
+    # classes (the labels index into those names).
+    label_classes: ClassVar[dict[str, str]] = {"labels": "label_names"}
 
     def __init__(
         self,
@@ -115,20 +181,22 @@ class CIFAR10(Dataset[Any]):
                 f"pass download=True to fetch it, or point root at the folder containing "
                 f"{self.base_folder}/"
             )
+        # The class names come first: they say how many classes each label key may index.
+        self._meta = self._load_meta(folder / self.meta_file)
+        self.classes: list[str] = self._names(self.classes_key)
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        counts = {key: len(self._names(names)) for key, names in self.label_classes.items()}
         files = self.train_files if train else self.test_files
-        batches = [_read_batch(folder / name, self.label_keys) for name in files]
+        batches = [_read_batch(folder / name, counts, self._meta_path) for name in files]
         flat = np.concatenate([data for data, _ in batches])
         planes = flat.reshape(-1, 3, _SIDE_PX, _SIDE_PX)
         self.data: npt.NDArray[np.uint8] = np.ascontiguousarray(planes.transpose(0, 2, 3, 1))
         labels = {
             key: np.concatenate([batch_labels[k] for _, batch_labels in batches])
-            for k, key in enumerate(self.label_keys)
+            for k, key in enumerate(self.label_classes)
         }
-        self.targets: npt.NDArray[np.int64] = labels[self.label_keys[0]]
+        self.targets: npt.NDArray[np.int64] = labels[next(iter(self.label_classes))]
         self._other_targets = labels
-        self._meta = self._load_meta(folder / self.meta_file)
-        self.classes: list[str] = self._names(self.classes_key)
-        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
     def _needed(self) -> tuple[str, ...]:
         return (*self.train_files, *self.test_files, self.meta_file)
@@ -141,7 +209,14 @@ class CIFAR10(Dataset[Any]):
         return _load_dict(path)
 
     def _names(self, key: str) -> list[str]:
-        return [_text(name) for name in _field(self._meta, key, self._meta_path)]
+        names = _field(self._meta, key, self._meta_path)
+        if not isinstance(names, list) or not all(isinstance(n, str | bytes) for n in names):
+            raise DatasetError(
+                f"{self._meta_path}: expected {key!r} as a list of class names, got "
+                f"{brief(names)}; the file is damaged, delete it and download the "
+                "dataset again"
+            )
+        return [_text(name) for name in names]
 
     def __len__(self) -> int:
         return len(self.data)
@@ -206,8 +281,11 @@ class CIFAR100(CIFAR10):
     train_files = ("train",)
     test_files = ("test",)
     meta_file = "meta"
-    label_keys = ("fine_labels", "coarse_labels")
     classes_key = "fine_label_names"
+    label_classes: ClassVar[dict[str, str]] = {
+        "fine_labels": "fine_label_names",
+        "coarse_labels": "coarse_label_names",
+    }
 
     def __init__(
         self,
