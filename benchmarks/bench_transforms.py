@@ -36,23 +36,9 @@ import PIL.Image
 import torch
 from torchvision.transforms import v2
 
+from _competitors import seed_pipeline
 from stoker import seeding
 from stoker import transforms as T
-
-MEAN = (0.4914, 0.4822, 0.4465)
-STD = (0.2470, 0.2435, 0.2616)
-
-
-def seed_pipeline(lib) -> Callable:
-    return lib.Compose(
-        [
-            lib.RandomCrop(32, padding=4),
-            lib.RandomHorizontalFlip(p=0.5),
-            lib.ToImage(),
-            lib.ToDtype(torch.float32, scale=True),
-            lib.Normalize(MEAN, STD),
-        ]
-    )
 
 
 def rate(images: int, seconds: float) -> float:
