@@ -102,8 +102,13 @@ def stream_id(name: str) -> int:
     return zlib.crc32(name.encode()) * 0x9E3779B1 & _MASK64
 
 
+def _stream_mix(stream: int) -> int:
+    """What a key is xored with before mixing, for draws of ``stream``."""
+    return _mix64_int(int(stream) + _GOLDEN_INT)
+
+
 def _bits(keys: npt.NDArray[np.uint64], stream: int) -> npt.NDArray[np.uint64]:
-    mixed = np.asarray(keys, dtype=np.uint64) ^ _U64(_mix64_int(int(stream) + _GOLDEN_INT))
+    mixed = np.asarray(keys, dtype=np.uint64) ^ _U64(_stream_mix(stream))
     return _mix64(mixed)
 
 
@@ -112,7 +117,7 @@ def uniform(keys: npt.NDArray[np.uint64], stream: int) -> npt.NDArray[np.float64
     if _cmix is not None:
         flat = _c_contiguous(keys, np.uint64)
         values = np.empty(flat.shape, np.float64)
-        _cmix.uniform(flat, _mix64_int(int(stream) + _GOLDEN_INT), values)
+        _cmix.uniform(flat, _stream_mix(stream), values)
         return values
     return (_bits(keys, stream) >> _U64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
@@ -126,7 +131,7 @@ def integers(
             raise ValueError(f"integers() needs high > low, got low={low!r}, high={high!r}")
         flat = _c_contiguous(keys, np.uint64)
         values = np.empty(flat.shape, np.int64)
-        _cmix.integers(flat, _mix64_int(int(stream) + _GOLDEN_INT), low, high - low, values)
+        _cmix.integers(flat, _stream_mix(stream), low, high - low, values)
         return values
     low_a = np.asarray(low, dtype=np.int64)
     span = np.asarray(high, dtype=np.int64) - low_a

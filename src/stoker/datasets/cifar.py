@@ -149,9 +149,8 @@ class CIFAR10(Dataset[Any]):
     train_files: ClassVar[tuple[str, ...]] = tuple(f"data_batch_{i}" for i in range(1, 6))
     test_files: ClassVar[tuple[str, ...]] = ("test_batch",)
     meta_file: ClassVar[str] = "batches.meta"
-    classes_key: ClassVar[str] = "label_names"
-    # Each label key of a batch, the first being ``targets``, and the meta key naming its
-    # classes (the labels index into those names).
+    # Each label key of a batch, the first being ``targets`` (and its names ``classes``), and
+    # the meta key naming its classes (the labels index into those names).
     label_classes: ClassVar[dict[str, str]] = {"labels": "label_names"}
 
     def __init__(
@@ -183,9 +182,10 @@ class CIFAR10(Dataset[Any]):
             )
         # The class names come first: they say how many classes each label key may index.
         self._meta = self._load_meta(folder / self.meta_file)
-        self.classes: list[str] = self._names(self.classes_key)
+        names = {key: self._names(meta_key) for key, meta_key in self.label_classes.items()}
+        self.classes: list[str] = next(iter(names.values()))
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
-        counts = {key: len(self._names(names)) for key, names in self.label_classes.items()}
+        counts = {key: len(classes) for key, classes in names.items()}
         files = self.train_files if train else self.test_files
         batches = [_read_batch(folder / name, counts, self._meta_path) for name in files]
         flat = np.concatenate([data for data, _ in batches])
@@ -281,7 +281,6 @@ class CIFAR100(CIFAR10):
     train_files = ("train",)
     test_files = ("test",)
     meta_file = "meta"
-    classes_key = "fine_label_names"
     label_classes: ClassVar[dict[str, str]] = {
         "fine_labels": "fine_label_names",
         "coarse_labels": "coarse_label_names",
@@ -300,4 +299,4 @@ class CIFAR100(CIFAR10):
     ):
         super().__init__(root, train, transform, target_transform, download, url=url, md5=md5)
         self.coarse_targets: npt.NDArray[np.int64] = self._other_targets["coarse_labels"]
-        self.coarse_classes: list[str] = self._names("coarse_label_names")
+        self.coarse_classes: list[str] = self._names(self.label_classes["coarse_labels"])
