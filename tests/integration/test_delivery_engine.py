@@ -121,13 +121,16 @@ def test_next_after_too_many_errors_raises_again_instead_of_hanging() -> None:
     assert again.value is first.value
 
 
+_RELEASE = threading.Event()
+
+
 class _Forever(stoker.Dataset[Any]):
     def __len__(self) -> int:
         return 8
 
     def __getitem__(self, index: int) -> Any:
         if index == 5:
-            threading.Event().wait()  # stuck for good
+            _RELEASE.wait()  # stuck until the test lets it go
         return torch.tensor([index])
 
 
@@ -135,8 +138,11 @@ def test_a_thread_timeout_names_index_worker_and_stack() -> None:
     loader = stoker.DataLoader(
         _Forever(), batch_size=2, num_workers=2, worker_mode="thread", timeout=1.0
     )
-    with pytest.raises(LoaderTimeoutError) as info:
-        list(loader)
+    try:
+        with pytest.raises(LoaderTimeoutError) as info:
+            list(loader)
+    finally:
+        _RELEASE.set()  # the stuck thread finishes: no thread outlives the test
     text = str(info.value)
     assert "timed out after 1.0 seconds" in text and "dataset indices [4, 5]" in text
     assert "worker thread 0" in text and "in __getitem__" in text
@@ -364,3 +370,10 @@ def test_a_stopped_worker_dies_with_its_sigkilled_loader() -> None:
         lambda: not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie",
         5.0,
     ), "a stopped worker outlived its loader"
+
+
+def test_more_workers_than_cores_gives_torchs_warning() -> None:
+    loader = stoker.DataLoader(TensorDataset(n=4), num_workers=(os.cpu_count() or 1) + 1)
+    with pytest.warns(UserWarning, match="This DataLoader will create"):
+        iterator = iter(loader)
+    del iterator

@@ -8,13 +8,14 @@ from typing import Any
 
 import torch
 import torch.utils.data
+from torch.utils.data.dataloader import _DatasetKind
 
 from stoker._transport.bank import SlotBank
 from stoker.collate import default_collate, default_convert
 from stoker.loader._engine import Delivery, Runner
 from stoker.loader._inline import InlineRunner
 from stoker.loader._plan import EpochPlan, ErrorBudget, FetchSettings, WorkerSettings
-from stoker.loader._pool import ProcessPool, resolve_context
+from stoker.loader._pool import ProcessPool
 from stoker.loader._progress import Progress
 from stoker.loader._threads import ThreadRunner
 from stoker.samplers import BatchSampler, RandomSampler, SequentialSampler
@@ -33,8 +34,12 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-class DataLoader(Iterable[Any]):
+class DataLoader(torch.utils.data.DataLoader[Any]):
     """Batches from a dataset, with torch's ``DataLoader`` arguments and stoker's guarantees.
+
+    A ``torch.utils.data.DataLoader`` subclass: frameworks that check for torch's loader
+    (Lightning's sampler injection, Accelerate's ``prepare``) recognise it, and one that re-creates
+    it from its attributes with a new sampler gets a stoker loader back, on stoker's engine.
 
     Every argument of ``torch.utils.data.DataLoader`` is accepted with the same meaning. stoker
     adds:
@@ -49,6 +54,11 @@ class DataLoader(Iterable[Any]):
       pickled or copied between processes.
     * ``state_dict()`` / ``load_state_dict()``: resume mid-epoch with the exact next batch.
     """
+
+    # Wider than torch's annotations: any dataset object; no sampler for a stream.
+    dataset: Any
+    sampler: Any
+    batch_sampler: Any
 
     def __init__(
         self,
@@ -80,25 +90,28 @@ class DataLoader(Iterable[Any]):
     ):
         _require(
             isinstance(num_workers, int) and num_workers >= 0,
-            f"num_workers must be a non-negative integer, got {num_workers!r}; "
-            "use 0 to load in the main process",
+            "num_workers option should be non-negative; use num_workers=0 to disable "
+            f"multiprocessing (got {num_workers!r})",
         )
-        _require(timeout >= 0, f"timeout must be >= 0 seconds, got {timeout!r}")
+        _require(timeout >= 0, f"timeout option should be non-negative, got {timeout!r} seconds")
         if num_workers == 0:
             _require(
                 prefetch_factor is None,
-                f"prefetch_factor applies only with num_workers > 0, got {prefetch_factor!r} "
-                "with num_workers=0; set num_workers > 0 or leave prefetch_factor as None",
+                "prefetch_factor option could only be specified in multiprocessing: got "
+                f"{prefetch_factor!r} with num_workers=0; set num_workers > 0 or leave "
+                "prefetch_factor as None",
             )
             _require(
                 not persistent_workers,
-                "persistent_workers=True needs num_workers > 0; there are no workers to keep",
+                "persistent_workers option needs num_workers > 0: with num_workers=0 there are "
+                "no workers to keep",
             )
         else:
             prefetch_factor = 2 if prefetch_factor is None else prefetch_factor
             _require(
                 isinstance(prefetch_factor, int) and prefetch_factor > 0,
-                f"prefetch_factor must be > 0 when num_workers > 0, got {prefetch_factor!r}",
+                f"prefetch_factor option should be non-negative, and > 0 when num_workers > 0, "
+                f"got {prefetch_factor!r}",
             )
         if batch_size is not None:
             _require(
@@ -158,8 +171,6 @@ class DataLoader(Iterable[Any]):
             f"max_worker_restarts must be an integer >= 0, got {max_worker_restarts!r}",
         )
 
-        if num_workers > 0 and worker_mode == "process":
-            resolve_context(multiprocessing_context)  # fail here, not at the first iter()
         self.dataset = dataset
         self.num_workers = num_workers
         self.prefetch_factor = prefetch_factor
@@ -167,7 +178,7 @@ class DataLoader(Iterable[Any]):
         self.pin_memory_device = pin_memory_device
         self.timeout = timeout
         self.worker_init_fn = worker_init_fn
-        self.multiprocessing_context = multiprocessing_context
+        self.multiprocessing_context = multiprocessing_context  # torch's validating setter
         self.generator = generator
         self.persistent_workers = persistent_workers
         self.in_order = in_order
@@ -205,9 +216,7 @@ class DataLoader(Iterable[Any]):
             batch_sampler = BatchSampler(sampler, batch_size, drop_last)
         self.sampler = sampler
         self.batch_sampler = batch_sampler
-        self._auto_collation = batch_sampler is not None or (
-            self._is_iterable and batch_size is not None
-        )
+        self._collates = batch_sampler is not None or (self._is_iterable and batch_size is not None)
         if collate_fn is None:
             collate_fn = default_collate if self._auto_collation else default_convert
         self.collate_fn = collate_fn
@@ -220,8 +229,17 @@ class DataLoader(Iterable[Any]):
         self._slot_bank: SlotBank | None = None  # without them: slots for the next epoch's workers
         self._pass_count = 0  # passes begun: each iter() is a new pass with a new id
         self._active: weakref.ref[Delivery] | None = None  # the latest pass's iterator
+        # What torch's own DataLoader methods read, so they keep working on a stoker loader.
+        self._dataset_kind = _DatasetKind.Iterable if self._is_iterable else _DatasetKind.Map
+        self._iterator = None
+        self._IterableDataset_len_called = None
+        self.__initialized = True  # torch's guard: batch_size, sampler, ... are fixed from now
 
     # -- iteration -----------------------------------------------------------------------------
+
+    @property
+    def _auto_collation(self) -> bool:  # torch's property, which stoker extends to streams
+        return self._collates
 
     @property
     def _index_sampler(self) -> Any:
@@ -237,7 +255,7 @@ class DataLoader(Iterable[Any]):
         if sampler is not None and hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # stoker's iterator
         resume, self._resume = self._resume, None
         previous = self._progress
         skip = 0
@@ -276,10 +294,15 @@ class DataLoader(Iterable[Any]):
             in_order=self.in_order,
             length=self._length_or_none(),
         )
+        if self.num_workers > 0 and self.worker_mode == "process":
+            self.check_worker_number_rationality()  # torch's warning about too many workers
         runner, owned = self._runner_for(plan)
         iterator = Delivery(plan, runner, self._progress, owns_runner=owned)
         self._active = weakref.ref(iterator)
         return iterator
+
+    def _get_iterator(self) -> Any:  # torch's hook: stoker's engine, never torch's iterators
+        return iter(self)
 
     def _runner_for(self, plan: EpochPlan) -> tuple[Runner, bool]:
         """The runner for this pass, and whether the pass owns it (else the loader keeps it)."""
