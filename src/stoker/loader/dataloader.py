@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.utils.data
 
+from stoker._copy_on_read import warn_if_copy_on_read
 from stoker._worker.fetch import BatchFetcher
 from stoker.collate import default_collate, default_convert
 from stoker.errors import TooManyErrorsError
@@ -215,6 +216,7 @@ class DataLoader(Iterable[Any]):
         self._progress: Progress | None = None
         self._workers: Any = None  # the persistent worker pool, when persistent_workers
         self._slot_bank: Any = None  # without them: slots kept for the next epoch's workers
+        self._copy_on_read_checked = False  # warned (or not) about lists workers would copy
 
     # -- iteration -----------------------------------------------------------------------------
 
@@ -248,6 +250,9 @@ class DataLoader(Iterable[Any]):
                 sampler.set_epoch(epoch)
         self._epoch = epoch + 1
         self._progress = Progress(epoch, self._epoch_seed, skip)
+        if self.num_workers > 0 and self.worker_mode == "process" and not self._copy_on_read_checked:
+            self._copy_on_read_checked = True
+            warn_if_copy_on_read(self.dataset)
         if self.num_workers == 0:
             from stoker.loader._single import InProcessIterator
 
