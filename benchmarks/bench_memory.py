@@ -14,6 +14,7 @@ has objects to touch). The table goes to ``benchmarks/results/memory.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import json
@@ -99,10 +100,8 @@ def build(storage: str, n: int) -> tuple[Any, int]:
 def workers_uss() -> int:
     total = 0
     for child in psutil.Process().children(recursive=True):
-        try:
+        with contextlib.suppress(psutil.Error):  # exited between listing and reading
             total += child.memory_full_info().uss
-        except psutil.Error:
-            pass  # exited between listing and reading
     return total
 
 
@@ -163,14 +162,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2_000_000, help="paths in the dataset")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=1, help="runs per mode, interleaved")
-    parser.add_argument("--run", nargs=3, metavar=("STORAGE", "LOADER", "FREEZE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--run", nargs=3, metavar=("STORAGE", "LOADER", "FREEZE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.run:
         storage, loader_name, freeze = args.run
         print(json.dumps(run_one(storage, loader_name, freeze == "1", args.n, args.batch)))
         return
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
     results: dict[tuple[str, str, bool], list[dict[str, Any]]] = {m: [] for m in MODES}
     for repeat in range(args.repeats):
         for storage, loader_name, freeze in MODES:

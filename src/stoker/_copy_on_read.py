@@ -69,7 +69,9 @@ def large_containers(dataset: Any) -> list[tuple[str, str, int]]:
 
 def copy_on_read_message(found: list[tuple[str, str, int]]) -> str:
     """The warning text for what :func:`large_containers` found."""
-    listed = "; ".join(f"{where} is a Python {kind} of {length:,} items" for where, kind, length in found)
+    listed = "; ".join(
+        f"{where} is a Python {kind} of {length:,} items" for where, kind, length in found
+    )
     return (
         f"{listed}. Worker processes read it through reference counts, so every forked worker "
         "slowly copies all of it (torch issue #13246: memory grows by the list's size per "

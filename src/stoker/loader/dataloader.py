@@ -250,7 +250,11 @@ class DataLoader(Iterable[Any]):
                 sampler.set_epoch(epoch)
         self._epoch = epoch + 1
         self._progress = Progress(epoch, self._epoch_seed, skip)
-        if self.num_workers > 0 and self.worker_mode == "process" and not self._copy_on_read_checked:
+        if (
+            self.num_workers > 0
+            and self.worker_mode == "process"
+            and not self._copy_on_read_checked
+        ):
             self._copy_on_read_checked = True
             warn_if_copy_on_read(self.dataset)
         if self.num_workers == 0:

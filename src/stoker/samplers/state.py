@@ -65,7 +65,8 @@ class StatefulSampler(torch.utils.data.Sampler[Any]):
         # Not a generator function: the epoch moves at iter(), not at the first next(), so a
         # state_dict() taken right after iter() describes the new epoch. The position is read
         # off the list iterator's remaining length, keeping per-index work in C.
-        live = iter(self._begin_epoch().tolist())
+        order: list[int] = self._begin_epoch().tolist()
+        live = iter(order)
         self._live = live
         return live
 
