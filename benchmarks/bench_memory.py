@@ -58,7 +58,7 @@ MODES = [
 
 
 def make_paths(n: int) -> list[str]:
-    """ImageNet-shaped file paths, ~50 characters each."""
+    """ImageNet-shaped file paths, 46 characters each."""
     return [f"/data/train/n{i % 1000:08d}/n{i % 1000:08d}_{i:09d}.JPEG" for i in range(n)]
 
 
@@ -198,7 +198,7 @@ def main() -> None:
     lines = [
         "# Worker memory: copy-on-read (issue 16)",
         "",
-        f"{args.n:,} file paths (~50 characters), {WORKERS} fork workers, one shuffled epoch, "
+        f"{args.n:,} file paths (46 characters), {WORKERS} fork workers, one shuffled epoch, "
         f"batch {args.batch}, `__getitem__` reads one path. Each mode in a fresh interpreter; "
         f"medians of {args.repeats} interleaved run(s). Peak USS: the workers' private memory, "
         f"summed, sampled every {SAMPLE_PERIOD_S * 1000:.0f} ms with psutil.",

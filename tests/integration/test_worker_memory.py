@@ -38,13 +38,14 @@ def _items(n: int) -> list[tuple[str, int, float, bytes]]:
     ]
 
 
-@pytest.mark.parametrize("context", ["fork", "spawn"])
-def test_workers_read_shared_list_items_exactly(context: str) -> None:
+# spawn: one worker, since each spawned worker imports torch afresh (seconds on 2 cores)
+@pytest.mark.parametrize(("context", "workers"), [("fork", 2), ("spawn", 1)])
+def test_workers_read_shared_list_items_exactly(context: str, workers: int) -> None:
     items = _items(300)
     loader = stoker.DataLoader(
         PathsDataset(stoker.SharedList(items)),
         batch_size=32,
-        num_workers=2,
+        num_workers=workers,
         multiprocessing_context=context,
     )
     with warnings.catch_warnings():
