@@ -300,6 +300,8 @@ class SharedList(Sequence[Any]):
             index = int(where[np.argmax(bad)])
             raise IndexError(f"SharedList index {index} is out of range for length {self._length}")
         where = np.where(where < 0, where + self._length, where)
+        if not len(where):
+            return []
         if self._tuples or self._columns[0]._values is None:
             return [self._item(int(i)) for i in where]
         return self._columns[0]._values[where].tolist()  # type: ignore[index, no-any-return]

@@ -163,6 +163,14 @@ def test_holds_no_python_object_per_item() -> None:
     assert shared[49_999] == "item-049999-" + "x" * (49_999 % 7)
 
 
+def test_empty() -> None:
+    empty = SharedList([])
+    assert len(empty) == 0 and list(empty) == [] and empty[:] == [] and empty.take([]) == []
+    assert pickle.loads(pickle.dumps(empty)) == []
+    with pytest.raises(IndexError, match="out of range for length 0"):
+        empty[0]
+
+
 def test_copying_a_shared_list_shares_its_buffers() -> None:
     shared = SharedList(["a", "b"])
     again = SharedList(shared)
