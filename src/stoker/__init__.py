@@ -2,6 +2,7 @@
 
 from stoker import datasets, seeding, transforms
 from stoker._collated import CollatedSamples
+from stoker._shared_list import SharedList
 from stoker._worker.info import WorkerInfo, get_worker_info
 from stoker.collate import default_collate, default_convert, numpy_collate, pad_collate
 from stoker.dataset import (
@@ -50,6 +51,7 @@ __all__ = [
     "RandomSampler",
     "SampleError",
     "SequentialSampler",
+    "SharedList",
     "SharedMemoryError",
     "StokerError",
     "Subset",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -11,6 +12,7 @@ import torch.utils.data
 
 from stoker import seeding
 from stoker._collated import CollatedSamples
+from stoker._shared_list import SharedList
 
 __all__ = [
     "ConcatDataset",
@@ -65,19 +67,40 @@ def _checked_index(index: int, length: int, owner: str) -> int:
     return index + length if index < 0 else index
 
 
+def _int_indices(indices: Iterable[Any]) -> SharedList:
+    """``indices`` (ints, numpy or torch integers) as a SharedList of int; TypeError otherwise."""
+    if isinstance(indices, SharedList):
+        return indices
+    values = []
+    for position, index in enumerate(indices):
+        try:
+            values.append(operator.index(index))
+        except TypeError:
+            raise TypeError(
+                f"Subset indices must be integers; indices[{position}] is "
+                f"{type(index).__name__} {index!r}"
+            ) from None
+    return SharedList(values)
+
+
 class Subset(Dataset[T]):
-    """The samples of ``dataset`` at ``indices``, in that order."""
+    """The samples of ``dataset`` at ``indices``, in that order.
+
+    ``indices`` is kept as a :class:`~stoker.SharedList` of ints (equal to the list given), so
+    a subset of millions of samples is not copied into every worker process as it is read.
+    """
 
     def __init__(self, dataset: Sequence[T] | torch.utils.data.Dataset[T], indices: Sequence[int]):
         self.dataset = dataset
-        self.indices = list(indices)
+        self.indices = _int_indices(indices)
 
     def __getitem__(self, index: int) -> T:
         i = _checked_index(index, len(self.indices), "Subset")
         return self.dataset[self.indices[i]]  # type: ignore[index]
 
     def __getitems__(self, indices: Sequence[int]) -> list[T]:
-        inner = [self.indices[_checked_index(i, len(self.indices), "Subset")] for i in indices]
+        n = len(self.indices)
+        inner = self.indices.take([_checked_index(i, n, "Subset") for i in indices])
         getitems = getattr(self.dataset, "__getitems__", None)
         if getitems is not None:
             return list(getitems(inner))

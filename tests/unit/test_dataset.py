@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch.utils.data
 
@@ -79,3 +80,14 @@ def test_abstract_dataset_says_what_is_missing() -> None:
 def test_loader_over_mapped_subset() -> None:
     loader = stoker.DataLoader(stoker.Subset(Squares(10), [1, 3]).map(float), batch_size=2)
     assert next(iter(loader)).tolist() == [1.0, 9.0]
+
+
+def test_subset_indices_are_a_shared_list_equal_to_the_given_ones() -> None:
+    base = list(range(10, 20))
+    subset = stoker.Subset(base, np.array([3, -1, 0]))
+    assert isinstance(subset.indices, stoker.SharedList) and subset.indices == [3, -1, 0]
+    assert [subset[i] for i in range(3)] == [13, 19, 10]
+    assert subset.__getitems__([2, -3]) == [10, 13]
+    assert stoker.Subset(base, []).__getitems__([]) == []
+    with pytest.raises(TypeError, match=r"indices\[1\] is float 1\.5"):
+        stoker.Subset(base, [0, 1.5])  # type: ignore[list-item]

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from stoker._shared_list import SharedList
 from stoker.dataset import Dataset
 from stoker.datasets._images import open_rgb
 from stoker.datasets._json_cache import write_json
@@ -43,7 +44,9 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
     Labels follow ``root/label_to_class.json`` when it exists, so they stay stable as class
     folders are added; otherwise they are the sorted folder names, and that mapping is saved
     there (when the folder is writable and ``save_mapping`` is true). ``classes``,
-    ``class_to_idx``, ``samples`` (path, label) and ``targets`` are as in torchvision.
+    ``class_to_idx``, ``samples`` (path, label) and ``targets`` are as in torchvision;
+    ``samples`` and ``targets`` are :class:`~stoker.SharedList` s (equal to torchvision's lists,
+    ``str`` paths included), so worker processes read them without copying them.
     """
 
     def __init__(
@@ -80,25 +83,25 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
                 write_json(mapping_path, {str(i): name for i, name in enumerate(folders)})
         self.class_to_idx = {name: label for label, name in enumerate(self.classes)}
         endings = tuple(e.lower() for e in extensions)
-        self.samples: list[tuple[Path, int]] = [
-            (path, self.class_to_idx[name])
+        self.samples = SharedList(
+            (str(path), self.class_to_idx[name])
             for name in folders
             for path in sorted((self.root / name).iterdir())
             if path.is_file() and path.suffix.lower() in endings
-        ]
+        )
         if not self.samples:
             raise DatasetError(
                 f"no images found in {self.root}: expected <class>/<file> with one of the "
                 f"endings {endings}, found class folders {folders}"
             )
-        self.targets = [label for _, label in self.samples]
+        self.targets = SharedList(label for _, label in self.samples)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         path, label = self.samples[index]
-        image: Any = open_rgb(path)
+        image: Any = open_rgb(Path(path))
         if self.transform is not None:
             image = self.transform(image)
         target: Any = label if self.target_transform is None else self.target_transform(label)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from stoker._shared_list import SharedList
 from stoker.dataset import Dataset
 from stoker.datasets._download import download_and_extract
 from stoker.datasets._images import open_rgb
@@ -112,9 +113,11 @@ class VOCDetection(Dataset[tuple[Any, Any]]):
 
     Samples are ``(PIL RGB image, {"annotation": {...}})`` with ``object`` always a list;
     ``transforms(image, target)`` or ``transform``/``target_transform`` apply as in
-    torchvision. Annotations are parsed with defusedxml (entities and external references
-    refused). ``download=True`` fetches the official tarball for the split (override with
-    ``url=``/``md5=``), checks its MD5 and extracts it safely.
+    torchvision; ``ids``, ``images`` and ``annotations`` (``str`` paths, as in torchvision) are
+    :class:`~stoker.SharedList` s, read by worker processes without copying. Annotations are
+    parsed with defusedxml (entities and external references refused). ``download=True``
+    fetches the official tarball for the split (override with ``url=``/``md5=``), checks its
+    MD5 and extracts it safely.
     """
 
     resources: ClassVar[dict[str, VOCResource]] = _RESOURCES
@@ -154,16 +157,19 @@ class VOCDetection(Dataset[tuple[Any, Any]]):
                 f"VOC{self.year} {image_set!r} not found: looked for {split_file}; pass "
                 "download=True to fetch it, or point root at the folder containing VOCdevkit/"
             )
-        self.ids = read_split_ids(split_file)
-        self.images = [self.voc_root / "JPEGImages" / f"{i}.jpg" for i in self.ids]
-        self.annotations = [self.voc_root / "Annotations" / f"{i}.xml" for i in self.ids]
+        ids = read_split_ids(split_file)
+        self.ids = SharedList(ids)
+        self.images = SharedList([str(self.voc_root / "JPEGImages" / f"{i}.jpg") for i in ids])
+        self.annotations = SharedList(
+            [str(self.voc_root / "Annotations" / f"{i}.xml") for i in ids]
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        image: Any = open_rgb(self.images[index])
-        target: Any = annotation_dict(self.annotations[index])
+        image: Any = open_rgb(Path(self.images[index]))
+        target: Any = annotation_dict(Path(self.annotations[index]))
         if self.transforms is not None:
             return self.transforms(image, target)  # type: ignore[no-any-return]
         if self.transform is not None:

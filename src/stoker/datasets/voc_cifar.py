@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from stoker import seeding
+from stoker._shared_list import SharedList
 from stoker.dataset import Dataset
 from stoker.datasets._images import open_rgb
 from stoker.datasets._json_cache import files_fingerprint, read_cache, write_cache
@@ -54,7 +55,8 @@ class FilteredVOCtoCIFAR(Dataset[tuple[Any, int]]):
     names, sizes and mtimes of the split's annotation files, so editing one recomputes it.
     The cache holds ``[image id, label]`` pairs; one that holds anything else is recomputed
     and overwritten (``cache_hit`` says whether it was used), and samples always follow the
-    split file, so the cache cannot make the dataset open other files.
+    split file, so the cache cannot make the dataset open other files. ``indices`` (into
+    ``voc``) and ``targets`` are :class:`~stoker.SharedList` s, read by workers without copying.
     """
 
     def __init__(
@@ -81,12 +83,12 @@ class FilteredVOCtoCIFAR(Dataset[tuple[Any, int]]):
         cache_name = f"voc_to_cifar-{image_set}-{mapping_hash}.json"
         self.cache_path = self.voc.voc_root / _CACHE_DIR / cache_name
         kept = self._filtered()
-        self.indices = [index for index, _ in kept]
-        self.targets = [label for _, label in kept]
+        self.indices = SharedList([index for index, _ in kept])
+        self.targets = SharedList([label for _, label in kept])
 
     def _filtered(self) -> list[tuple[int, int]]:
         """``(index into self.voc, label)`` of each image kept, from the cache when it is valid."""
-        fingerprint = files_fingerprint(self.voc.annotations)
+        fingerprint = files_fingerprint(map(Path, self.voc.annotations))
         labels = self._cached_labels(read_cache(self.cache_path, fingerprint))
         self.cache_hit = labels is not None
         if labels is None:
@@ -102,7 +104,7 @@ class FilteredVOCtoCIFAR(Dataset[tuple[Any, int]]):
         for image_id, path in zip(self.voc.ids, self.voc.annotations):
             if image_id in labels:
                 continue
-            names = object_names(path)
+            names = object_names(Path(path))
             if len(names) == 1 and names[0] in self.class_mapping:
                 labels[image_id] = self.class_to_idx[self.class_mapping[names[0]]]
         return labels
@@ -135,7 +137,7 @@ class FilteredVOCtoCIFAR(Dataset[tuple[Any, int]]):
         return len(self.indices)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        image: Any = open_rgb(self.voc.images[self.indices[index]])
+        image: Any = open_rgb(Path(self.voc.images[self.indices[index]]))
         if self.transform is not None:
             image = self.transform(image)
         return image, self.targets[index]

@@ -10,6 +10,7 @@ import torch
 import torch.utils.data
 from torch.utils.data.dataloader import _DatasetKind
 
+from stoker._copy_on_read import warn_if_copy_on_read
 from stoker._transport.bank import SlotBank
 from stoker.collate import default_collate, default_convert
 from stoker.loader._engine import Delivery, Runner
@@ -234,6 +235,7 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
         self._iterator = None
         self._IterableDataset_len_called = None
         self.__initialized = True  # torch's guard: batch_size, sampler, ... are fixed from now
+        self._copy_on_read_checked = False  # warned (or not) about lists workers would copy
 
     # -- iteration -----------------------------------------------------------------------------
 
@@ -296,6 +298,9 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
         )
         if self.num_workers > 0 and self.worker_mode == "process":
             self.check_worker_number_rationality()  # torch's warning about too many workers
+            if not self._copy_on_read_checked:
+                self._copy_on_read_checked = True
+                warn_if_copy_on_read(self.dataset)
         runner, owned = self._runner_for(plan)
         iterator = Delivery(plan, runner, self._progress, owns_runner=owned)
         self._active = weakref.ref(iterator)

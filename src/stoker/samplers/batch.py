@@ -6,6 +6,8 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch.utils.data
 
 from stoker.samplers.state import StatefulSampler
@@ -40,12 +42,12 @@ class BatchSampler(torch.utils.data.Sampler[list[int]]):
                 pass
         return self._batched(indices)
 
-    def _sliced(self, indices: list[int]) -> Iterator[list[int]]:
+    def _sliced(self, indices: npt.NDArray[np.int64]) -> Iterator[list[int]]:
         size = self.batch_size
         stop = len(indices) - len(indices) % size if self.drop_last else len(indices)
         for start in range(0, stop, size):
             self._batches += 1
-            yield indices[start : start + size]
+            yield indices[start : start + size].tolist()
 
     def _batched(self, indices: Iterator[int]) -> Iterator[list[int]]:
         while batch := list(islice(indices, self.batch_size)):

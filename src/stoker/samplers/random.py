@@ -6,6 +6,8 @@ import base64
 from collections.abc import Sized
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 from stoker.samplers.state import StatefulSampler, epoch_seed
@@ -71,7 +73,7 @@ class RandomSampler(StatefulSampler):
         generator.manual_seed(epoch_seed(self.seed, epoch))
         return generator
 
-    def _epoch_indices(self, epoch: int) -> list[int]:
+    def _epoch_indices(self, epoch: int) -> npt.NDArray[np.int64]:
         # Drawn in the same calls as torch's sampler, so a shared generator gives torch's order.
         n = len(self.data_source)
         generator = self._epoch_generator(epoch)
@@ -88,12 +90,10 @@ class RandomSampler(StatefulSampler):
                     generator=generator,
                 )
             )
-            return torch.cat(chunks).tolist()
-        order: list[int] = []
-        for _ in range(self.num_samples // n):
-            order += torch.randperm(n, generator=generator).tolist()
-        order += torch.randperm(n, generator=generator)[: self.num_samples % n].tolist()
-        return order
+            return torch.cat(chunks).numpy()
+        order = [torch.randperm(n, generator=generator) for _ in range(self.num_samples // n)]
+        order.append(torch.randperm(n, generator=generator)[: self.num_samples % n])
+        return torch.cat(order).numpy()
 
     def _extra_state(self, epoch: int) -> dict[str, Any]:
         if self.generator is None:

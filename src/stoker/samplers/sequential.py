@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sized
 
+import numpy as np
+import numpy.typing as npt
+
 from stoker.samplers.state import StatefulSampler
 
 
@@ -14,8 +17,8 @@ class SequentialSampler(StatefulSampler):
         super().__init__()
         self.data_source = data_source
 
-    def _epoch_indices(self, epoch: int) -> list[int]:
-        return list(range(len(self.data_source)))
+    def _epoch_indices(self, epoch: int) -> npt.NDArray[np.int64]:
+        return np.arange(len(self.data_source), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.data_source)
