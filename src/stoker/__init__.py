@@ -15,6 +15,8 @@ from stoker.dataset import (
 )
 from stoker.errors import (
     CollateError,
+    CollateKeyError,
+    CollateTypeError,
     DatasetError,
     IntegrityError,
     LoaderTimeoutError,
@@ -36,6 +38,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchSampler",
     "CollateError",
+    "CollateKeyError",
+    "CollateTypeError",
     "CollatedSamples",
     "ConcatDataset",
     "DataLoader",

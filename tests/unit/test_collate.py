@@ -70,7 +70,7 @@ def test_mismatched_shapes_name_position_field_and_shapes() -> None:
 def test_mismatched_keys_and_unsupported_types() -> None:
     with pytest.raises(CollateError, match="keys"):
         default_collate([{"a": 1}, {"b": 2}])
-    with pytest.raises(CollateError, match="found object"):
+    with pytest.raises(CollateError, match="found <class 'object'>"):
         default_collate([object(), object()])
     with pytest.raises(CollateError, match="equal size"):
         default_collate([[1, 2], [1]])
