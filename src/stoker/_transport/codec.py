@@ -238,6 +238,11 @@ def to_inline(batch: Any) -> Any:
     """The batch with tensors as numpy arrays, safe to pickle without torch's fd-sharing."""
 
     def encode(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            # numpy pickles a non-native byte order ('>f4') as native ('float32') unless the
+            # array is contiguous and the protocol is 5, and the pipe's protocol is 4
+            native = value.dtype.byteorder in "=|"
+            return value if native else _pickled(value.copy(order="C"))
         if not isinstance(value, torch.Tensor) or value.device.type != "cpu":
             return value
         if not _bytes_viewable(value):
@@ -253,7 +258,9 @@ def from_inline(batch: Any) -> Any:
 
     def decode(value: Any) -> Any:
         if isinstance(value, Inline):
-            return _tensor_from(value.meta, np.ascontiguousarray(value.data))
+            # from_numpy refuses negative strides; the pipe delivers arrays contiguous anyway
+            data = value.data if value.data.flags.c_contiguous else value.data.copy(order="C")
+            return _tensor_from(value.meta, data)
         if isinstance(value, Pickled):
             return _unpickle(value)
         return value
