@@ -171,9 +171,14 @@ def _collate(batch: Sequence[Any], path: str, to_numpy: bool) -> Any:
     raise _unsupported(kind, type(elem), path)
 
 
+def _no_negative_strides(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``array``, copied if a stride is negative (torch refuses those; stoker copies)."""
+    return array.copy() if any(stride < 0 for stride in array.strides) else array
+
+
 def _convert_leaves(tree: Any) -> Any:
     if isinstance(tree, np.ndarray) and tree.dtype.kind not in _NUMPY_NON_NUMERIC_KINDS:
-        return torch.from_numpy(np.ascontiguousarray(tree))
+        return torch.from_numpy(_no_negative_strides(tree))
     if isinstance(tree, Mapping):
         return {key: _convert_leaves(value) for key, value in tree.items()}
     if _is_namedtuple(tree):
@@ -217,8 +222,10 @@ def default_convert(data: Any) -> Any:
         return data
     module, name = type(data).__module__, type(data).__name__
     if module == "numpy" and name not in ("str_", "string_", "bytes_"):
-        if isinstance(data, np.ndarray) and data.dtype.kind in _NUMPY_NON_NUMERIC_KINDS:
-            return data
+        if isinstance(data, np.ndarray):
+            if data.dtype.kind in _NUMPY_NON_NUMERIC_KINDS:
+                return data
+            return torch.as_tensor(_no_negative_strides(data))
         return torch.as_tensor(data)
     if isinstance(data, Mapping):
         converted = {key: default_convert(data[key]) for key in data}
