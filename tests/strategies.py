@@ -110,7 +110,9 @@ def torchvision_leaves(draw: st.DrawFn) -> torch.Tensor:
 def pickled_only_leaves(draw: st.DrawFn) -> Any:
     """Leaves with no plain bytes: quantized, sparse, Parameter, object and subclass arrays."""
     values = torch.rand(4, 3)
-    kind = draw(st.sampled_from(["qtensor", "qchannel", "coo", "csr", "param", "objects", "masked"]))
+    kind = draw(
+        st.sampled_from(["qtensor", "qchannel", "coo", "csr", "param", "objects", "masked"])
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # quantize_per_*: "deprecated"; CSR: "beta", once
         if kind == "qtensor":

@@ -117,14 +117,12 @@ def _collate_sequence(batch: Sequence[Any], path: str, to_numpy: bool, kind: str
                 f"stoker: {kind} sample {position}{_field(path)} has {len(sample)} fields "
                 f"but sample 0 has {size}"
             )
-    fields = [
-        _collate(samples, f"{path}[{i}]", to_numpy) for i, samples in enumerate(zip(*batch))
-    ]
+    fields = [_collate(samples, f"{path}[{i}]", to_numpy) for i, samples in enumerate(zip(*batch))]
     if isinstance(elem, tuple):
         return fields  # torch turns tuples of fields into a list, and so do we
     try:  # as torch: a mutable sequence keeps its type and attributes
         if isinstance(elem, collections.abc.MutableSequence):
-            clone = copy.copy(elem)
+            clone: Any = copy.copy(elem)
             for i, field in enumerate(fields):
                 clone[i] = field
             return clone
@@ -245,10 +243,10 @@ def default_convert(data: Any) -> Any:
         values = [default_convert(value) for value in data]
         try:
             if isinstance(data, collections.abc.MutableSequence):
-                clone = copy.copy(data)
+                sequence_clone: Any = copy.copy(data)
                 for i, value in enumerate(values):
-                    clone[i] = value
-                return clone
+                    sequence_clone[i] = value
+                return sequence_clone
             return type(data)(values)  # type: ignore[call-arg]
         except TypeError:  # e.g. range
             return values

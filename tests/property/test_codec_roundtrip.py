@@ -33,7 +33,9 @@ def _through_inline(batch: Any) -> Any:
 def _torch_experimental_warnings() -> Any:
     with warnings.catch_warnings():
         # complex32/bcomplex32 and quantize_per_*: torch's own notices, not the codec's
-        warnings.filterwarnings("ignore", "ComplexHalf|BComplex32|.*quantize_per|Sparse CSR", UserWarning)
+        warnings.filterwarnings(
+            "ignore", "ComplexHalf|BComplex32|.*quantize_per|Sparse CSR", UserWarning
+        )
         yield
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import namedtuple
+from typing import Any
 
 import numpy as np
 import pytest
@@ -163,9 +164,9 @@ def test_uncollatable_types_raise_type_error_with_torchs_message(batch: list[Any
 
 
 def test_unequal_sequences_raise_runtime_error_with_torchs_phrase() -> None:
-    with pytest.raises(RuntimeError, match="^each element in list of batch should be of equal"):
+    with pytest.raises(RuntimeError, match=r"^each element in list of batch should be of equal"):
         torch.utils.data.default_collate([[1, 2], [1]])
-    with pytest.raises(RuntimeError, match="^each element in list of batch should be of equal"):
+    with pytest.raises(RuntimeError, match=r"^each element in list of batch should be of equal"):
         default_collate([[1, 2], [1]])
 
 
@@ -224,5 +225,5 @@ def test_mutable_mappings_and_sequences_keep_their_type_as_in_torch() -> None:
     ],
     ids=repr,
 )
-def test_default_convert_matches_torch(data: Any) -> None:
+def test_default_convert_matches_torch_on_numpy_scalars_and_sequences(data: Any) -> None:
     assert_identical(torch.utils.data.default_convert(data), default_convert(data))

@@ -51,13 +51,17 @@ def _both(dataset: Any, **kwargs: Any) -> tuple[list[Any], list[Any]]:
 def test_string_keys_reach_getitem_as_with_torch() -> None:
     sampler = _Keys(["dog", "ant", "cat", "bee"])
     ours, theirs = _both(_ByName(), sampler=sampler, batch_size=2)
-    assert [b["name"] for b in ours] == [b["name"] for b in theirs] == [["dog", "ant"], ["cat", "bee"]]
+    assert (
+        [b["name"] for b in ours] == [b["name"] for b in theirs] == [["dog", "ant"], ["cat", "bee"]]
+    )
     for a, b in zip(ours, theirs, strict=True):
         assert torch.equal(a["value"], b["value"])
 
 
 def test_string_keys_through_process_workers() -> None:
-    loader = DataLoader(_ByName(), sampler=_Keys(["cat", "dog", "ant"]), batch_size=2, num_workers=2)
+    loader = DataLoader(
+        _ByName(), sampler=_Keys(["cat", "dog", "ant"]), batch_size=2, num_workers=2
+    )
     assert [b["name"] for b in loader] == [["cat", "dog"], ["ant"]]
 
 

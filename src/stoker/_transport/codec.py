@@ -122,7 +122,7 @@ def _tensor_parts(tensor: torch.Tensor) -> tuple[TensorMeta, np.ndarray[Any, Any
     if tensor.requires_grad and not tensor.is_leaf:
         raise RuntimeError(_NON_LEAF_GRAD)
     cls = type(tensor)
-    state = _get_obj_state(tensor)
+    state = _get_obj_state(tensor)  # type: ignore[no-untyped-call]
     with torch._C.DisableTorchFunctionSubclass():  # plain Tensor results, whatever the class
         plain = tensor.detach().resolve_conj().resolve_neg()
     dtype = tensor.dtype
@@ -148,7 +148,7 @@ def _tensor_from(meta: TensorMeta, array: np.ndarray[Any, Any]) -> torch.Tensor:
         base = base.view(meta.dtype)
     if meta.cls is not torch.Tensor or meta.state is not None:
         state = pickle.loads(meta.state) if meta.state is not None else None
-        base = _rebuild_from_type_v2(lambda: base, meta.cls, (), state)
+        base = _rebuild_from_type_v2(lambda: base, meta.cls, (), state)  # type: ignore[no-untyped-call]
     if meta.requires_grad:
         base.requires_grad_(True)
     return base

@@ -139,7 +139,9 @@ class BatchFetcher:
                     samples.append(dataset[index])
                 except Exception as error:
                     if skip:
-                        self.skipped.append((epoch, int(index) if _is_integer(index) else index, repr(error)))
+                        self.skipped.append(
+                            (epoch, int(index) if _is_integer(index) else index, repr(error))
+                        )
                         continue
                     error.add_note(f"stoker: raised while loading dataset index {index}")
                     raise

@@ -57,7 +57,7 @@ def torch_worker_seed(base_seed: int, worker_id: int) -> int:
     seed = base_seed + worker_id
     random.seed(seed)
     torch.manual_seed(seed)
-    np.random.seed(_torch_worker._generate_state(base_seed, worker_id))
+    np.random.seed(_torch_worker._generate_state(base_seed, worker_id))  # type: ignore[no-untyped-call]
     return seed
 
 
@@ -69,7 +69,9 @@ def _set_worker_info(info: WorkerInfo | None) -> None:
 def _set_thread_worker_info(info: WorkerInfo | None) -> None:
     """Make ``info`` this worker thread's answer, in stoker's view and torch's."""
     if info is not None and info.worker_method != "thread":
-        info = WorkerInfo(info.id, info.num_workers, info.seed, info.dataset, worker_method="thread")
+        info = WorkerInfo(
+            info.id, info.num_workers, info.seed, info.dataset, worker_method="thread"
+        )
     if info is not None:
         _install_thread_aware_getter()
     _thread.info = info
