@@ -16,6 +16,8 @@ from stoker.dataset import (
 )
 from stoker.errors import (
     CollateError,
+    CollateKeyError,
+    CollateTypeError,
     DatasetError,
     IntegrityError,
     LoaderTimeoutError,
@@ -37,6 +39,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchSampler",
     "CollateError",
+    "CollateKeyError",
+    "CollateTypeError",
     "CollatedSamples",
     "ConcatDataset",
     "DataLoader",

@@ -6,6 +6,7 @@ worker alike, which is why batches do not depend on the number of workers.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -18,6 +19,33 @@ Collate = Callable[[Any], Any]
 
 EMPTY_BATCH: Any = object()
 """Returned by ``fetch`` when on_error="skip" dropped every sample of a batch."""
+
+
+def _is_integer(key: Any) -> bool:
+    """An index the range check applies to: int, numpy integer or 0-d integer tensor."""
+    if isinstance(key, bool):
+        return False
+    if isinstance(key, int | np.integer):
+        return True
+    return (
+        isinstance(key, torch.Tensor)
+        and key.ndim == 0
+        and not key.dtype.is_floating_point
+        and not key.dtype.is_complex
+        and key.dtype != torch.bool
+    )
+
+
+def _index_array(key: Any) -> np.ndarray[Any, Any]:
+    """The int64 indices a sample's seeds derive from: the key itself when it is integral
+    (an index, or a list of them for bulk loading), else a stable 63-bit digest of its repr
+    (a string key of a dict-like dataset), the same in every process and run."""
+    if _is_integer(key):
+        return np.array([int(key)], dtype=np.int64)
+    if isinstance(key, list | tuple | np.ndarray) and all(_is_integer(k) for k in key):
+        return np.array([int(k) for k in key], dtype=np.int64)
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
+    return np.array([int.from_bytes(digest, "little") >> 1], dtype=np.int64)
 
 
 def describe_indices(indices: Any) -> str:
@@ -35,7 +63,7 @@ class _OneSample(SampleContext):
 
     @property
     def indices(self) -> Any:
-        return np.array([self._raw], dtype=np.int64)
+        return _index_array(self._raw)
 
     @property
     def keys(self) -> Any:
@@ -61,7 +89,7 @@ class BatchFetcher:
     ):
         self.dataset = dataset
         self.on_error = on_error
-        self.skipped: list[tuple[int, int, str]] = []  # (epoch, index, repr of the error)
+        self.skipped: list[tuple[int, Any, str]] = []  # (epoch, index or key, repr of the error)
         self.auto_collation = auto_collation
         self.collate_fn = collate_fn
         self.batch_transform = batch_transform
@@ -73,11 +101,26 @@ class BatchFetcher:
             len(dataset) if check_indices and hasattr(dataset, "__len__") else None
         )
 
-    def _check_range(self, indices: Sequence[int]) -> None:
+    def _check_range(self, indices: Sequence[Any]) -> None:
+        """IndexError for an integer index outside the dataset; other keys are its business.
+
+        As in torch, a key that is not an integer (a string for a dict-like dataset, a tuple,
+        a list of indices for bulk loading with ``batch_size=None``) goes to ``__getitem__`` as
+        the sampler yielded it.
+        """
         n = self._length
         if n is None or not indices:
             return
-        low, high = min(indices), max(indices)
+        try:  # the common case, all integers: min/max only
+            low, high = min(indices), max(indices)
+            integral = _is_integer(low) and _is_integer(high)
+        except TypeError:  # keys that do not compare with each other: not all integers
+            integral = False
+        if not integral:
+            integers = [key for key in indices if _is_integer(key)]
+            if not integers:
+                return
+            low, high = min(integers), max(integers)
         if low < 0 or high >= n:
             bad = low if low < 0 else high
             raise IndexError(
@@ -99,7 +142,9 @@ class BatchFetcher:
                     samples.append(dataset[index])
                 except Exception as error:
                     if skip:
-                        self.skipped.append((epoch, int(index), repr(error)))
+                        self.skipped.append(
+                            (epoch, int(index) if _is_integer(index) else index, repr(error))
+                        )
                         continue
                     error.add_note(f"stoker: raised while loading dataset index {index}")
                     raise

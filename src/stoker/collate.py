@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 
 from stoker._collated import CollatedSamples
-from stoker.errors import CollateError
+from stoker.errors import CollateError, CollateKeyError, CollateTypeError
 
 __all__ = ["default_collate", "default_convert", "numpy_collate", "pad_collate"]
 
@@ -25,42 +26,128 @@ def _is_namedtuple(value: Any) -> bool:
     return isinstance(value, tuple) and hasattr(value, "_fields")
 
 
-def _check_shapes(shapes: Sequence[tuple[int, ...]], path: str) -> None:
-    first = shapes[0]
-    for position, shape in enumerate(shapes):
-        if shape != first:
-            raise CollateError(
-                f"cannot stack samples into a batch: sample {position} has shape "
-                f"{tuple(shape)}{_field(path)} but sample 0 has shape {tuple(first)}; "
-                "use stoker.pad_collate for variable-length data, or resize the samples"
-            )
+def _first_mismatch(shapes: Sequence[tuple[int, ...]]) -> int | None:
+    """The position of the first sample whose shape differs from sample 0's, or None."""
+    first = tuple(shapes[0])
+    return next((i for i, shape in enumerate(shapes) if tuple(shape) != first), None)
 
 
-def _unsupported(kind: str, value: Any, path: str) -> CollateError:
-    return CollateError(
-        f"{kind}: batch must contain tensors, numpy arrays, numbers, dicts or lists; "
-        f"found {type(value).__name__}{_field(path)}"
+def _unequal_size(
+    shapes: Sequence[tuple[int, ...]], position: int, path: str, phrase: str | None = None
+) -> CollateError:
+    # torch.stack's words first (what code matching torch's message looks for), then stoker's
+    first, shape = list(shapes[0]), list(shapes[position])
+    phrase = phrase or (
+        f"stack expects each tensor to be equal size, but got {first} at entry 0 "
+        f"and {shape} at entry {position}"
     )
+    return CollateError(
+        f"{phrase}; stoker: cannot stack samples into a batch: sample {position} has shape "
+        f"{tuple(shape)}{_field(path)} but sample 0 has shape {tuple(first)}; "
+        "use stoker.pad_collate for variable-length data, or resize the samples"
+    )
+
+
+def _unsupported(kind: str, what: Any, path: str) -> CollateTypeError:
+    # torch's words first (its default_collate_err_msg_format), then where in the sample
+    return CollateTypeError(
+        f"{kind}: batch must contain tensors, numpy arrays, numbers, dicts or lists; "
+        f"found {what}{_field(path)}"
+    )
+
+
+_UNSUPPORTED_LAYOUT = (  # torch's words for the tensors its default_collate refuses
+    "Batches of {} tensors are not currently supported by the default collate_fn; "
+    "please provide a custom collate_fn to handle them appropriately."
+)
+_SPARSE_LAYOUTS = {
+    torch.sparse_coo,
+    torch.sparse_csr,
+    torch.sparse_bsr,
+    torch.sparse_csc,
+    torch.sparse_bsc,
+}
+
+
+def _collate_tensors(batch: Sequence[Any], path: str) -> torch.Tensor:
+    elem = batch[0]
+    if elem.is_nested or elem.layout in _SPARSE_LAYOUTS:
+        which = "nested" if elem.is_nested else "sparse"
+        raise CollateError(_UNSUPPORTED_LAYOUT.format(which) + _field(path))
+    try:
+        return torch.stack(list(batch), 0)
+    except RuntimeError as error:  # shapes are checked only on failure: the common case is fast
+        shapes = [tuple(sample.shape) for sample in batch]
+        position = _first_mismatch(shapes)
+        if position is None:
+            raise
+        raise _unequal_size(shapes, position, path, str(error)) from error
+
+
+def _collate_mapping(batch: Sequence[Any], path: str, to_numpy: bool) -> Any:
+    elem = batch[0]
+    for position, sample in enumerate(batch):
+        missing = [key for key in elem if key not in sample]
+        if missing:
+            raise CollateKeyError(
+                f"{missing[0]!r}: sample {position}{_field(path)} has no key {missing[0]!r}, "
+                f"which sample 0 has (keys {list(elem)}); every sample of a batch needs the "
+                "keys of the first"
+            )
+    collated = {
+        key: _collate([s[key] for s in batch], f"{path}[{key!r}]", to_numpy) for key in elem
+    }
+    try:  # as torch: a mutable mapping keeps its type and attributes (defaultdict, OrderedDict)
+        if isinstance(elem, collections.abc.MutableMapping):
+            clone = copy.copy(elem)
+            clone.update(collated)
+            return clone
+        return type(elem)(collated)  # type: ignore[call-arg]
+    except TypeError:  # a Mapping type that cannot be copied or built from a dict
+        return collated
+
+
+def _collate_sequence(batch: Sequence[Any], path: str, to_numpy: bool, kind: str) -> Any:
+    elem = batch[0]
+    size = len(elem)
+    for position, sample in enumerate(batch):
+        if len(sample) != size:
+            raise CollateError(
+                "each element in list of batch should be of equal size; "
+                f"stoker: {kind} sample {position}{_field(path)} has {len(sample)} fields "
+                f"but sample 0 has {size}"
+            )
+    fields = [_collate(samples, f"{path}[{i}]", to_numpy) for i, samples in enumerate(zip(*batch))]
+    if isinstance(elem, tuple):
+        return fields  # torch turns tuples of fields into a list, and so do we
+    try:  # as torch: a mutable sequence keeps its type and attributes
+        if isinstance(elem, collections.abc.MutableSequence):
+            clone: Any = copy.copy(elem)
+            for i, field in enumerate(fields):
+                clone[i] = field
+            return clone
+        return type(elem)(fields)  # type: ignore[call-arg]
+    except TypeError:
+        return fields
 
 
 def _collate(batch: Sequence[Any], path: str, to_numpy: bool) -> Any:
     elem = batch[0]
     kind = "numpy_collate" if to_numpy else "default_collate"
     if isinstance(elem, torch.Tensor):
-        try:
-            stacked = torch.stack(list(batch), 0)
-        except RuntimeError:  # shapes are checked only on failure: the common case stays fast
-            _check_shapes([tuple(sample.shape) for sample in batch], path)
-            raise
+        stacked = _collate_tensors(batch, path)
         return stacked.numpy() if to_numpy else stacked
     if isinstance(elem, np.ndarray | np.generic) and not isinstance(elem, np.str_ | np.bytes_):
         if elem.dtype.kind in _NUMPY_NON_NUMERIC_KINDS:
-            raise _unsupported(kind, elem, path)
+            raise _unsupported(kind, elem.dtype, path)
         try:
             stacked_np = np.stack(batch)
         except ValueError:
-            _check_shapes([np.shape(sample) for sample in batch], path)
-            raise
+            shapes = [np.shape(sample) for sample in batch]
+            position = _first_mismatch(shapes)
+            if position is None:
+                raise
+            raise _unequal_size(shapes, position, path) from None
         return stacked_np if to_numpy else torch.from_numpy(stacked_np)
     if isinstance(elem, bool | int | float) and not isinstance(elem, np.generic):
         if to_numpy:
@@ -69,21 +156,7 @@ def _collate(batch: Sequence[Any], path: str, to_numpy: bool) -> Any:
     if isinstance(elem, str | bytes):
         return batch  # as torch: a list at the top level, a tuple inside a structure
     if isinstance(elem, Mapping):
-        keys = list(elem)
-        for position, sample in enumerate(batch):
-            if not isinstance(sample, Mapping) or sample.keys() != elem.keys():
-                got = list(sample) if isinstance(sample, Mapping) else type(sample).__name__
-                raise CollateError(
-                    f"{kind}: sample {position}{_field(path)} has keys {got} but sample 0 "
-                    f"has keys {keys}; every sample of a batch needs the same keys"
-                )
-        collated = {
-            key: _collate([s[key] for s in batch], f"{path}[{key!r}]", to_numpy) for key in keys
-        }
-        try:
-            return type(elem)(collated)  # type: ignore[call-arg]
-        except TypeError:  # a Mapping type that cannot be built from a dict
-            return collated
+        return _collate_mapping(batch, path, to_numpy)
     if _is_namedtuple(elem):
         return type(elem)(
             *(
@@ -92,28 +165,18 @@ def _collate(batch: Sequence[Any], path: str, to_numpy: bool) -> Any:
             )
         )
     if isinstance(elem, collections.abc.Sequence):
-        size = len(elem)
-        for position, sample in enumerate(batch):
-            if len(sample) != size:
-                raise CollateError(
-                    f"{kind}: sample {position}{_field(path)} has {len(sample)} fields but "
-                    f"sample 0 has {size}; each element in list of batch should be of equal size"
-                )
-        fields = [
-            _collate(samples, f"{path}[{i}]", to_numpy) for i, samples in enumerate(zip(*batch))
-        ]
-        if isinstance(elem, tuple):
-            return fields  # torch turns tuples of fields into a list, and so do we
-        try:
-            return type(elem)(fields)  # type: ignore[call-arg]
-        except TypeError:
-            return fields
-    raise _unsupported(kind, elem, path)
+        return _collate_sequence(batch, path, to_numpy, kind)
+    raise _unsupported(kind, type(elem), path)
+
+
+def _no_negative_strides(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``array``, copied if a stride is negative (torch refuses those; stoker copies)."""
+    return array.copy() if any(stride < 0 for stride in array.strides) else array
 
 
 def _convert_leaves(tree: Any) -> Any:
     if isinstance(tree, np.ndarray) and tree.dtype.kind not in _NUMPY_NON_NUMERIC_KINDS:
-        return torch.from_numpy(np.ascontiguousarray(tree))
+        return torch.from_numpy(_no_negative_strides(tree))
     if isinstance(tree, Mapping):
         return {key: _convert_leaves(value) for key, value in tree.items()}
     if _is_namedtuple(tree):
@@ -148,17 +211,45 @@ def numpy_collate(batch: Sequence[Any]) -> Any:
 
 
 def default_convert(data: Any) -> Any:
-    """Turn numpy arrays into tensors inside any nesting; used when ``batch_size=None``."""
-    if isinstance(data, np.ndarray):
-        return _convert_leaves(data)
+    """Turn numpy arrays and scalars into tensors inside any nesting, exactly as torch's.
+
+    Used when ``batch_size=None``. Arrays of strings or objects stay as they are; mutable
+    mappings and sequences keep their type, tuples become lists.
+    """
+    if isinstance(data, torch.Tensor):
+        return data
+    module, name = type(data).__module__, type(data).__name__
+    if module == "numpy" and name not in ("str_", "string_", "bytes_"):
+        if isinstance(data, np.ndarray):
+            if data.dtype.kind in _NUMPY_NON_NUMERIC_KINDS:
+                return data
+            return torch.as_tensor(_no_negative_strides(data))
+        return torch.as_tensor(data)
     if isinstance(data, Mapping):
-        return type(data)({key: default_convert(value) for key, value in data.items()})  # type: ignore[call-arg]
+        converted = {key: default_convert(data[key]) for key in data}
+        try:
+            if isinstance(data, collections.abc.MutableMapping):
+                clone = copy.copy(data)
+                clone.update(converted)
+                return clone
+            return type(data)(converted)  # type: ignore[call-arg]
+        except TypeError:
+            return converted
     if _is_namedtuple(data):
         return type(data)(*(default_convert(value) for value in data))
     if isinstance(data, tuple):
         return [default_convert(value) for value in data]
-    if isinstance(data, list):
-        return [default_convert(value) for value in data]
+    if isinstance(data, collections.abc.Sequence) and not isinstance(data, str | bytes):
+        values = [default_convert(value) for value in data]
+        try:
+            if isinstance(data, collections.abc.MutableSequence):
+                sequence_clone: Any = copy.copy(data)
+                for i, value in enumerate(values):
+                    sequence_clone[i] = value
+                return sequence_clone
+            return type(data)(values)  # type: ignore[call-arg]
+        except TypeError:  # e.g. range
+            return values
     return data
 
 

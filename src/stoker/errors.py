@@ -11,8 +11,23 @@ class SampleError(StokerError):
     """A sample could not be loaded, transformed or collated; names the dataset index."""
 
 
-class CollateError(StokerError, ValueError):
-    """Samples of one batch could not be combined (mismatched shapes, types or keys)."""
+class CollateError(StokerError, ValueError, RuntimeError):
+    """Samples of one batch could not be combined (mismatched shapes, types or keys).
+
+    Also a RuntimeError, the type torch's ``default_collate`` raises for samples of unequal
+    size, and a ValueError, as in stoker before.
+    """
+
+
+class CollateTypeError(CollateError, TypeError):
+    """A sample holds a type that cannot be collated; a TypeError, as in torch."""
+
+
+class CollateKeyError(CollateError, KeyError):
+    """A sample lacks a key the first sample of its batch has; a KeyError, as in torch."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""  # KeyError would show the repr
 
 
 class WorkerError(StokerError, RuntimeError):

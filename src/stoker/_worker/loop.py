@@ -18,7 +18,6 @@ import contextlib
 import ctypes
 import faulthandler
 import os
-import random
 import signal
 import tempfile
 import threading
@@ -26,7 +25,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from stoker._fetch import EMPTY_BATCH, BatchFetcher, IterableFetcher, describe_indices
@@ -34,7 +32,6 @@ from stoker._transport import messages as msg
 from stoker._transport.ring import WorkerRing, pack_inline
 from stoker._worker import info, output
 from stoker._worker.remote_error import RemoteError
-from stoker.seeding import sample_key
 
 _PARENT_CHECK_INTERVAL_S = 0.25  # fallback watchdog where PR_SET_PDEATHSIG does not exist
 _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
@@ -59,15 +56,6 @@ class WorkerConfig:
     slots_per_worker: int
     on_error: str = "raise"
     check_indices: bool = True
-
-
-def seed_globals(base_seed: int, worker_id: int, epoch: int) -> int:
-    """Seed Python's, numpy's and torch's global RNGs distinctly per worker and epoch."""
-    seed = int(sample_key(base_seed, epoch, [-(worker_id + 2)])[0])
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed % 2**63)
-    return seed
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -124,7 +112,11 @@ def worker_loop(
 
 
 def _start(worker_id: int, dataset: Any, conn: Any, config: WorkerConfig, stack_fd: int) -> bool:
-    seed = seed_globals(config.base_seed, worker_id, config.start_epoch)
+    # torch's rule (seed = base_seed + worker_id for random and torch, numpy from both), with
+    # the base drawn from (seed, epoch), before worker_init_fn, which may seed as it likes.
+    seed = info.torch_worker_seed(
+        info.pass_base_seed(config.base_seed, config.start_epoch), worker_id
+    )
     info._set_worker_info(info.WorkerInfo(worker_id, config.num_workers, seed, dataset))
     try:
         if config.worker_init_fn is not None:
