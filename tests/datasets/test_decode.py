@@ -1,4 +1,4 @@
-"""decode_image and the image datasets' decode options: the same pixels as Pillow, or stated bounds."""
+"""decode_image and the datasets' decode options: Pillow's pixels, or a stated bound."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import PIL.Image
 import pytest
 
 from stoker import transforms as T
-from stoker.datasets import ImageFolder, decode_image, testdata
-from stoker.datasets import _images
+from stoker.datasets import ImageFolder, _images, decode_image, testdata
 from stoker.errors import DatasetError
 
 BACKENDS = ["simplejpeg", "pillow"]
@@ -63,7 +62,9 @@ def test_jpeg_pixels_equal_pillow(backend, photos, subsampling, quality, tmp_pat
         np.testing.assert_array_equal(decode_image(str(path)), out)
 
 
-@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA-png", "P-png", "L-png", "RGB-webp", "I;16-png"])
+@pytest.mark.parametrize(
+    "mode", ["L", "CMYK", "RGBA-png", "P-png", "L-png", "RGB-webp", "I;16-png"]
+)
 def test_other_modes_and_formats_convert_as_pillow(backend, photos, mode):
     pixels = photos[0]
     image = PIL.Image.fromarray(pixels)
@@ -120,7 +121,15 @@ def test_decompression_bomb_guard_holds_for_jpeg(backend, photos, tmp_path, monk
 
 @pytest.mark.parametrize(
     ("decode_size", "denominator"),
-    [((32, 32), 2), ((10, 10), 8), ((13, 12), 4), ((13, 13), 4), ((38, 50), 2), ((39, 10), 1), (None, 1)],
+    [
+        ((32, 32), 2),
+        ((10, 10), 8),
+        ((13, 12), 4),
+        ((13, 13), 4),
+        ((38, 50), 2),
+        ((39, 10), 1),
+        (None, 1),
+    ],
 )
 def test_reduced_size_decoding_picks_the_largest_reduction_that_keeps_the_size(
     backend, photos, decode_size, denominator

@@ -65,7 +65,10 @@ def test_random_resized_crop_on_pil_equals_its_batch_row_and_torchvision(rng):
         assert_same(one_numpy, batched[i])
         p = [int(a[i]) for a in params]
         theirs = TF.resized_crop(
-            PIL.Image.fromarray(images[i]), *p, size=[20, 24], interpolation=v2.InterpolationMode.BICUBIC
+            PIL.Image.fromarray(images[i]),
+            *p,
+            size=[20, 24],
+            interpolation=v2.InterpolationMode.BICUBIC,
         )
         assert_same(one, theirs)
 
@@ -104,3 +107,24 @@ def test_resize_on_pil_equals_torchvision(size, max_size, interpolation, pil_rgb
     theirs = v2.Resize(size, interpolation=mode, max_size=max_size)(pil_rgb)
     assert isinstance(ours, PIL.Image.Image)
     assert_same(ours, theirs)
+
+
+@pytest.mark.parametrize("shape", [(40, 52), (40, 52, 1), (40, 52, 3), (40, 52, 4), (90, 70, 3)])
+@pytest.mark.parametrize("transform", ["resized-crop", "flip"])
+def test_one_numpy_image_equals_its_batch_row(shape, transform, rng):
+    make = {
+        "resized-crop": lambda: T.RandomResizedCrop((20, 24)),
+        "flip": lambda: T.RandomHorizontalFlip(0.5),
+    }[transform]
+    images = rng.integers(0, 256, (8, *shape), dtype=np.uint8)
+    batch = images if len(shape) == 3 else images[..., None]
+    with seeding.sample_context(2, 3, np.arange(8)):
+        batched = make()(batch)
+    for i in range(8):
+        with seeding.sample_context(2, 3, [i]):
+            one = make()(images[i])
+        expected = batched[i] if len(shape) == 3 else batched[i][..., 0]
+        assert one.shape == expected.shape and one.flags.writeable
+        np.testing.assert_array_equal(one, expected)
+        if transform == "flip":
+            assert np.array_equal(one, images[i]) or np.array_equal(one, images[i][:, ::-1])

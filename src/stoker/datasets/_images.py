@@ -164,8 +164,9 @@ def decode_image(
     Unreadable files raise :class:`~stoker.errors.DatasetError` naming the file.
     """
     size = parse_decode_size(decode_size, "decode_image")
-    path = Path(source) if isinstance(source, str | Path) else None
-    if path is not None:
+    path: Path | None = None
+    if isinstance(source, str | Path):
+        path = Path(source)
         try:
             data = path.read_bytes()
         except FileNotFoundError as exc:
@@ -173,7 +174,7 @@ def decode_image(
         except OSError as exc:
             raise DatasetError(f"{path}: cannot read the image file ({exc})") from exc
     else:
-        data = bytes(source)
+        data = bytes(source)  # bytes, bytearray or memoryview
     if simplejpeg is not None and data[:3] == _JPEG_MAGIC:
         decoded = _simplejpeg_rgb(data, size)
         if decoded is not None:

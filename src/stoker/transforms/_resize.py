@@ -297,6 +297,14 @@ class RandomResizedCrop(Transform):
         batch = as_batch(inpt, "RandomResizedCrop")
         if batch.single:
             t, lf, h, w = self.make_params_one(int(sample_keys(1)[0]), *batch.hw)
+            if batch.kind == "numpy" and inpt.dtype == np.uint8 and batch.channels in (1, 3, 4):
+                # One Pillow resample of the window, as torchvision's PIL path, no batch copies.
+                window = np.ascontiguousarray(batch.data[0, t : t + h, lf : lf + w])
+                pil = PIL.Image.fromarray(window[:, :, 0] if window.shape[2] == 1 else window)
+                size = (self.size[1], self.size[0])
+                resized = np.array(pil.resize(size, _PIL_FILTERS[self.interpolation]))
+                shape = (*self.size, batch.channels) if batch.had_channels else self.size
+                return resized.reshape(shape)
             params = tuple(np.array([v], np.int64) for v in (t, lf, h, w))
             return self.apply(inpt, params)
         return self.apply(inpt, self.make_params(sample_keys(batch.size), *batch.hw))
