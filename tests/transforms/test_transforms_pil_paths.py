@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
@@ -128,3 +129,24 @@ def test_one_numpy_image_equals_its_batch_row(shape, transform, rng):
         np.testing.assert_array_equal(one, expected)
         if transform == "flip":
             assert np.array_equal(one, images[i]) or np.array_equal(one, images[i][:, ::-1])
+
+
+def test_fused_run_on_rgb_pil_equals_the_members_one_by_one(rng):
+    steps = [
+        T.RandomHorizontalFlip(0.5),
+        T.ToImage(),
+        T.ToDtype(torch.float32, scale=True),
+        T.Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.3)),
+    ]
+    fused, plain = T.Compose(steps), T.Compose(steps, fuse=False)
+    images = rng.integers(0, 256, (12, 30, 41, 3), dtype=np.uint8)
+    for i, pixels in enumerate(images):
+        pil = PIL.Image.fromarray(pixels)
+        with seeding.sample_context(9, 0, [i]):
+            ours = fused(pil)
+        with seeding.sample_context(9, 0, [i]):
+            reference = plain(pil)
+        assert_same(ours, reference)
+    gray = PIL.Image.fromarray(images[0][:, :, 0])
+    with pytest.raises(T.TransformError, match="Normalize"):
+        fused(gray)  # one channel against three means: refused as the members refuse it
