@@ -24,7 +24,8 @@ class _FusedRun(Transform):
     """``[RandomCrop] [RandomHorizontalFlip] ToImage ToDtype(float, scale=True) [Normalize]``.
 
     Applies the members one by one unless the input is a uint8 numpy image or NHWC batch (or
-    an RGB PIL image, read as one), which takes the one-pass path in :mod:`stoker.transforms._fused` (equal results either way).
+    an RGB PIL image, read as one), which takes the one-pass path in
+    :mod:`stoker.transforms._fused` (equal results either way).
     """
 
     def __init__(
