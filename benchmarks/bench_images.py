@@ -332,7 +332,9 @@ def systems(root: Path, name: str) -> list[tuple[str, Callable[[], Iterable[Any]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="800 images, 2 repetitions")
+    parser.add_argument(
+        "--quick", action="store_true", help="400 images, 2 repetitions, fewer stoker variants"
+    )
     parser.add_argument("--images", type=int, default=None, help="JPEGs in the folder (4,000)")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved epochs (3)")
     parser.add_argument("--pipelines", default="AB", help="which pipelines to run (A, B or AB)")
@@ -341,7 +343,7 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
     args = parser.parse_args()
-    n = args.images or (800 if args.quick else 4000)
+    n = args.images or (400 if args.quick else 4000)
     repeats = args.repeats or (2 if args.quick else 3)
     root = image_folder(n, args.cache)
     paths = sorted(root.glob("*/*.jpg"))
@@ -370,7 +372,7 @@ def main() -> None:
 
     ceiling = ceilings(paths[: min(len(paths), 1000)])
     for name in args.pipelines:
-        table = run_pipeline(root, name, repeats, ceiling, paths)
+        table = run_pipeline(root, name, repeats, ceiling, paths, args.quick)
         print("\n".join(table), flush=True)
         lines += [*table, ""]
         ceiling = ceilings(paths[: min(len(paths), 1000)])  # again, between pipelines
@@ -380,15 +382,27 @@ def main() -> None:
         print(f"\nwritten to {RESULTS}")
 
 
+_QUICK_SKIP = frozenset(
+    {
+        "stoker PIL, fresh workers",
+        "stoker PIL, 2 threads",
+        "stoker arrays, reduced-size decode, fresh workers",
+    }
+)
+
+
 def run_pipeline(
-    root: Path, name: str, repeats: int, ceiling: dict[str, float], paths: list[Path]
+    root: Path,
+    name: str,
+    repeats: int,
+    ceiling: dict[str, float],
+    paths: list[Path],
+    quick: bool,
 ) -> list[str]:
-    candidates = systems(root, name)
-    for _, make, persistent in candidates:  # start persistent workers outside the timing
-        if persistent:
-            for step, _ in enumerate(make()):
-                if step >= 1:
-                    break
+    # No warm-up for persistent workers: an abandoned first epoch would leave stoker's
+    # persistent loader yielding nothing afterwards (a bug of the current engine, reported), so
+    # their first repetition includes the worker start, as a training run's first epoch does.
+    candidates = [c for c in systems(root, name) if not quick or c[0] not in _QUICK_SKIP]
     rates: dict[str, list[float]] = {label: [] for label, _, _ in candidates}
     firsts: dict[str, list[float]] = {label: [] for label, _, _ in candidates}
     ceil_runs: dict[str, list[float]] = {k: [v] for k, v in ceiling.items()}
