@@ -399,9 +399,9 @@ def run_pipeline(
     paths: list[Path],
     quick: bool,
 ) -> list[str]:
-    # No warm-up for persistent workers: an abandoned first epoch would leave stoker's
-    # persistent loader yielding nothing afterwards (a bug of the current engine, reported), so
-    # their first repetition includes the worker start, as a training run's first epoch does.
+    # No warm-up for persistent workers: on the engine of 89c75be an abandoned epoch left a
+    # persistent stoker loader yielding nothing afterwards (fixed on main by ef84504), so their
+    # first repetition includes the worker start, as a training run's first epoch does.
     candidates = [c for c in systems(root, name) if not quick or c[0] not in _QUICK_SKIP]
     rates: dict[str, list[float]] = {label: [] for label, _, _ in candidates}
     firsts: dict[str, list[float]] = {label: [] for label, _, _ in candidates}
