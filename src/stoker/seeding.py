@@ -38,12 +38,16 @@ __all__ = [
     "current_context",
     "current_keys",
     "each_sample",
+    "integer_one",
     "integers",
     "sample_context",
     "sample_key",
     "sample_rng",
     "stream_id",
+    "stream_mixes",
     "uniform",
+    "uniform_one",
+    "uniform_streams",
 ]
 
 _U64 = np.uint64
@@ -120,6 +124,38 @@ def uniform(keys: npt.NDArray[np.uint64], stream: int) -> npt.NDArray[np.float64
         _cmix.uniform(flat, _stream_mix(stream), values)
         return values
     return (_bits(keys, stream) >> _U64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def uniform_streams(key: int, streams: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
+    """``uniform([key], s)[0]`` for every stream ``s`` of ``streams`` (from :func:`stream_mixes`).
+
+    One sample's draws on many streams in one call: what a per-sample transform needs, without
+    building a one-sample array for each stream.
+    """
+    mixed = np.asarray(streams, dtype=np.uint64) ^ _U64(int(key) & _MASK64)
+    if _cmix is not None:
+        values = np.empty(mixed.shape, np.float64)
+        _cmix.uniform(mixed, 0, values)
+        return values
+    return (_mix64(mixed) >> _U64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def stream_mixes(streams: Sequence[int]) -> npt.NDArray[np.uint64]:
+    """The xor constants of ``streams``, as :func:`uniform_streams` takes them (compute once)."""
+    return np.array([_stream_mix(s) for s in streams], dtype=np.uint64)
+
+
+def integer_one(key: int, stream: int, low: int, high: int) -> int:
+    """``integers([key], stream, low, high)[0]`` as a Python int, without numpy."""
+    if high <= low:
+        raise ValueError(f"integers() needs high > low, got low={low!r}, high={high!r}")
+    top = _mix64_int((int(key) & _MASK64) ^ _stream_mix(stream)) >> 32
+    return low + ((top * (high - low)) >> 32)
+
+
+def uniform_one(key: int, stream: int) -> float:
+    """``uniform([key], stream)[0]`` as a Python float, without numpy."""
+    return (_mix64_int((int(key) & _MASK64) ^ _stream_mix(stream)) >> 11) * (1.0 / (1 << 53))
 
 
 def integers(

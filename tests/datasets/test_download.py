@@ -100,12 +100,14 @@ def test_public_names() -> None:
         "ImageFolder",
         "VOCDetection",
         "VOC_CLASSES",
+        "decode_image",
         "testdata",
     ]
     assert sorted(testdata.__all__) == [
         "VOCObject",
         "VOCSample",
         "make_tarball",
+        "photo_like_images",
         "random_cifar",
         "random_images",
         "random_voc_samples",

@@ -1,6 +1,7 @@
 """Datasets in their real formats — CIFAR-10/100, PASCAL VOC, VOC→CIFAR-10, image folders."""
 
 from stoker.datasets import testdata
+from stoker.datasets._images import decode_image
 from stoker.datasets.cifar import CIFAR10, CIFAR100
 from stoker.datasets.image_folder import ImageFolder
 from stoker.datasets.voc import VOC_CLASSES, VOCDetection
@@ -15,5 +16,6 @@ __all__ = [
     "FilteredVOCtoCIFAR",
     "ImageFolder",
     "VOCDetection",
+    "decode_image",
     "testdata",
 ]

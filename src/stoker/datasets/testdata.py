@@ -28,6 +28,7 @@ __all__ = [
     "VOCObject",
     "VOCSample",
     "make_tarball",
+    "photo_like_images",
     "random_cifar",
     "random_images",
     "random_voc_samples",
@@ -42,6 +43,36 @@ Labels = Sequence[int] | npt.NDArray[np.integer]
 _CIFAR_SIDE_PX = 32
 _CIFAR10_TRAIN_BATCHES = 5
 _JPEG_QUALITY = 90
+
+
+# (cells across the image, amplitude in uint8 levels): large soft shapes to fine grain. With
+# quality-90 JPEG this gives 60-130 KB for 375×500, as photos of that size weigh.
+_PHOTO_OCTAVES = ((4, 70.0), (16, 45.0), (64, 28.0), (256, 14.0))
+
+
+def photo_like_images(
+    n: int, height: int = 375, width: int = 500, *, seed: int = 0
+) -> list[npt.NDArray[np.uint8]]:
+    """``n`` RGB uint8 images with a photo's mix of smooth regions, edges and grain.
+
+    Octaves of bicubically upsampled noise plus per-pixel noise of a per-image strength, so
+    JPEG sizes (and decode times) vary as real photos' do; random noise alone compresses
+    far worse and flat colours far better than photos.
+    """
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(n):
+        acc = np.full((height, width, 3), 128.0, np.float32)
+        detail = rng.uniform(0.5, 1.3)  # busy or calm scenes: file sizes spread as photos' do
+        for cells, amplitude in _PHOTO_OCTAVES:
+            shape = (max(2, cells * height // 256), max(2, cells * width // 256), 3)
+            small = rng.normal(0.0, 1.0, shape)
+            levels = np.clip(small * 40.0 + 128.0, 0, 255).astype(np.uint8)
+            up = Image.fromarray(levels).resize((width, height), Image.Resampling.BICUBIC)
+            acc += (np.asarray(up, np.float32) - 128.0) * (amplitude * detail / 40.0)
+        acc += rng.normal(0.0, 8.0 * detail**2, (height, width, 3))
+        images.append(np.clip(acc, 0, 255).astype(np.uint8))
+    return images
 
 
 def random_images(n: int, height: int = 32, width: int = 32, *, seed: int = 0) -> Images:

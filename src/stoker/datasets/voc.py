@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from stoker._shared_list import SharedList
 from stoker.dataset import Dataset
 from stoker.datasets._download import download_and_extract
-from stoker.datasets._images import open_rgb
+from stoker.datasets._images import check_image_type, load_image
 from stoker.datasets._voc_xml import annotation_dict
 from stoker.errors import DatasetError
 
@@ -118,6 +118,8 @@ class VOCDetection(Dataset[tuple[Any, Any]]):
     parsed with defusedxml (entities and external references refused). ``download=True``
     fetches the official tarball for the split (override with ``url=``/``md5=``), checks its
     MD5 and extracts it safely.
+    ``image_type="numpy"`` gives RGB uint8 HWC arrays instead of PIL images (see
+    :class:`~stoker.datasets.ImageFolder`).
     """
 
     resources: ClassVar[dict[str, VOCResource]] = _RESOURCES
@@ -134,7 +136,9 @@ class VOCDetection(Dataset[tuple[Any, Any]]):
         *,
         url: str | None = None,
         md5: str | None = None,
+        image_type: str = "pil",
     ):
+        self.image_type = check_image_type(image_type, "VOCDetection")
         if transforms is not None and (transform is not None or target_transform is not None):
             raise ValueError(
                 "pass either transforms or transform/target_transform, not both "
@@ -168,7 +172,7 @@ class VOCDetection(Dataset[tuple[Any, Any]]):
         return len(self.ids)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        image: Any = open_rgb(Path(self.images[index]))
+        image: Any = load_image(Path(self.images[index]), self.image_type, None)
         target: Any = annotation_dict(Path(self.annotations[index]))
         if self.transforms is not None:
             return self.transforms(image, target)  # type: ignore[no-any-return]

@@ -11,7 +11,7 @@ from typing import Any
 from stoker import seeding
 from stoker._shared_list import SharedList
 from stoker.dataset import Dataset
-from stoker.datasets._images import open_rgb
+from stoker.datasets._images import check_image_type, load_image, parse_decode_size
 from stoker.datasets._json_cache import files_fingerprint, read_cache, write_cache
 from stoker.datasets._voc_xml import object_names
 from stoker.datasets.voc import VOCDetection, is_voc_id
@@ -57,6 +57,10 @@ class FilteredVOCtoCIFAR(Dataset[tuple[Any, int]]):
     and overwritten (``cache_hit`` says whether it was used), and samples always follow the
     split file, so the cache cannot make the dataset open other files. ``indices`` (into
     ``voc``) and ``targets`` are :class:`~stoker.SharedList` s, read by workers without copying.
+
+    ``image_type`` and ``decode_size`` are as in :class:`~stoker.datasets.ImageFolder`:
+    ``image_type="numpy"`` gives uint8 HWC arrays, and ``decode_size=(32, 32)`` (opt-in, pixels
+    differ) decodes the JPEGs at 1/8 scale ahead of a ``Resize((32, 32))``.
     """
 
     def __init__(
@@ -70,7 +74,11 @@ class FilteredVOCtoCIFAR(Dataset[tuple[Any, int]]):
         *,
         url: str | None = None,
         md5: str | None = None,
+        image_type: str = "pil",
+        decode_size: int | tuple[int, int] | None = None,
     ):
+        self.image_type = check_image_type(image_type, "FilteredVOCtoCIFAR")
+        self.decode_size = parse_decode_size(decode_size, "FilteredVOCtoCIFAR")
         self.voc = VOCDetection(root, year, image_set, download=download, url=url, md5=md5)
         self.transform = transform
         self.class_mapping = _checked_mapping(
@@ -137,7 +145,8 @@ class FilteredVOCtoCIFAR(Dataset[tuple[Any, int]]):
         return len(self.indices)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        image: Any = open_rgb(Path(self.voc.images[self.indices[index]]))
+        path = self.voc.images[self.indices[index]]
+        image: Any = load_image(Path(path), self.image_type, self.decode_size)
         if self.transform is not None:
             image = self.transform(image)
         return image, self.targets[index]

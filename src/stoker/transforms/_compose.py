@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import PIL.Image
 import torch
 
 from stoker.transforms._base import Transform, sample_keys
@@ -22,8 +23,9 @@ _FLOATS = (torch.float16, torch.float32, torch.float64)
 class _FusedRun(Transform):
     """``[RandomCrop] [RandomHorizontalFlip] ToImage ToDtype(float, scale=True) [Normalize]``.
 
-    Applies the members one by one unless the input is a uint8 numpy image or NHWC batch, which
-    takes the one-pass path in :mod:`stoker.transforms._fused` (equal results either way).
+    Applies the members one by one unless the input is a uint8 numpy image or NHWC batch (or
+    an RGB PIL image, read as one), which takes the one-pass path in
+    :mod:`stoker.transforms._fused` (equal results either way).
     """
 
     def __init__(
@@ -38,6 +40,8 @@ class _FusedRun(Transform):
         self.members = members
 
     def fusable(self, inpt: Any) -> bool:
+        if isinstance(inpt, PIL.Image.Image):  # RGB: its pixels are an HWC uint8 array
+            return inpt.mode == "RGB" and (self.normalize is None or self.normalize.channels_ok(3))
         if not (
             isinstance(inpt, np.ndarray | Rows) and inpt.dtype == np.uint8 and inpt.ndim in (3, 4)
         ):
@@ -54,6 +58,8 @@ class _FusedRun(Transform):
             for member in self.members:
                 inpt = member(inpt)
             return inpt
+        if isinstance(inpt, PIL.Image.Image):
+            inpt = np.asarray(inpt)  # read-only view of Pillow's pixels; the pass only reads
         batch = inpt if inpt.ndim == 4 else inpt[None]
         n, h, w, _ = batch.shape
         keys = sample_keys(n) if self.crop is not None or self.flip is not None else None

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import PIL.Image
 
 from stoker import seeding
 from stoker.transforms._base import Transform, check_probability, sample_keys
@@ -30,6 +31,9 @@ class RandomHorizontalFlip(Transform):
         return batch.restore(hflip_batch(batch.data, np.asarray(flips, dtype=bool)))
 
     def __call__(self, inpt: Any) -> Any:
+        if isinstance(inpt, PIL.Image.Image):  # one transpose, as torchvision's PIL hflip
+            flip = seeding.uniform_one(int(sample_keys(1)[0]), _FLIP_STREAM) < self.p
+            return inpt.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT) if flip else inpt
         batch = as_batch(inpt, "RandomHorizontalFlip")
         flips = self.make_params(sample_keys(batch.size))
         return batch.restore(hflip_batch(batch.data, flips))

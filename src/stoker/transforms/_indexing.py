@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import PIL.Image
 import torch
 
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
@@ -117,10 +118,33 @@ def _pad_one(data: Any, fill: Fill) -> Any:
     return padded
 
 
+# From this many pixels an image, Pillow's transpose (fromarray, transpose, copy back: 0.45 ms
+# for 375×500×3) beats numpy's reversed-stride copy (1.5 ms: 3-byte items, no SIMD); below it,
+# Pillow's three calls cost more than the copy.
+_PIL_FLIP_MIN_PIXELS = 4096
+
+
+def _pil_mirror(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """One uint8 HWC image (1, 3 or 4 channels) mirrored left-right by Pillow."""
+    pil = PIL.Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
+    mirrored = np.asarray(pil.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT))
+    return mirrored.reshape(image.shape)
+
+
 def hflip_batch(data: Any, flips: npt.NDArray[np.bool_]) -> Any:
     """Mirror the samples where ``flips`` is true; the input itself when none is flipped."""
     if not flips.any():
         return data
+    if (
+        isinstance(data, np.ndarray)
+        and data.dtype == np.uint8
+        and data.shape[3] in (1, 3, 4)
+        and data.shape[1] * data.shape[2] >= _PIL_FLIP_MIN_PIXELS
+    ):
+        out = data.copy() if not flips.all() else np.empty_like(data)
+        for i in np.flatnonzero(flips):
+            out[i] = _pil_mirror(np.ascontiguousarray(data[i]))
+        return out
     if isinstance(data, np.ndarray):
         if flips.all():
             return data[:, :, ::-1].copy()

@@ -1,0 +1,461 @@
+"""Real images at the decode limit (issue 15): JPEG ImageFolder pipelines, stoker vs torch.
+
+Run: PYTHONPATH=src python benchmarks/bench_images.py [--quick]   (samples/s; not a test)
+
+Generates (and caches) an ImageFolder of photo-like JPEGs (``testdata.photo_like_images``:
+smooth regions, edges and grain; half 375×500, half 500×333; quality 90, ~60-120 KB each),
+then runs, interleaved, every loader over two pipelines with 2 workers:
+
+* A: decode → RandomResizedCrop(224) → RandomHorizontalFlip → ToImage/ToDtype/Normalize, batch 64
+* B: decode → Resize((32, 32)) → ToImage/ToDtype/Normalize, batch 256 (the seed's VOC eval)
+
+Loaders: torch DataLoader + torchvision ImageFolder + v2 (fresh and persistent workers, the
+reference), stoker (process workers fresh / persistent, thread workers; PIL images as torchvision
+or uint8 arrays decoded by simplejpeg; for B also reduced-size decoding, opt-in), and, when
+importable, torchdata.nodes and SPDL mapping the same stoker dataset. The decode ceiling is a
+one-core loop reading and decoding every file (Pillow, simplejpeg, torchvision.io; Pillow with
+DCT reduction for B), times 2 for 2 cores: no loader can beat it. Every rate is a whole epoch with
+its first batch; the table gives the median over ``--repeats`` interleaved epochs. Before the
+epochs, a per-sample CPU profile (one thread) of each transform, stoker vs torchvision.
+
+torchdata and SPDL are optional; install them without letting pip replace torch:
+``python -m pip install --no-deps --target /tmp/competitors torchdata spdl spdl-core spdl-io``
+and add ``/tmp/competitors`` to ``PYTHONPATH``. The latest table goes to
+``benchmarks/results/jpeg.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL
+import PIL.Image
+import torch
+import torchvision
+from torchvision.transforms import v2
+
+import stoker
+from stoker import seeding
+from stoker import transforms as T
+from stoker.datasets import ImageFolder, decode_image, testdata
+
+WORKERS = 2
+SEED = 0
+CLASSES = 10
+SHAPES = ((375, 500), (500, 333))
+JPEG_QUALITY = 90
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+BATCH_A, BATCH_B = 64, 256
+SMALL = (32, 32)
+RESULTS = Path(__file__).parent / "results" / "jpeg.md"
+
+
+# ---------------------------------------------------------------------------------- data set
+
+
+def _write_chunk(args: tuple[Path, int, int]) -> list[int]:
+    """Write images ``start..stop-1`` of the folder; returns their file sizes in bytes."""
+    root, start, stop = args
+    sizes = []
+    for i in range(start, stop):
+        height, width = SHAPES[i % 2]
+        pixels = testdata.photo_like_images(1, height, width, seed=1000 + i)[0]
+        folder = root / f"class_{i % CLASSES:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"img_{i:05d}.jpg"
+        PIL.Image.fromarray(pixels).save(path, "JPEG", quality=JPEG_QUALITY)
+        sizes.append(path.stat().st_size)
+    return sizes
+
+
+def image_folder(n: int, cache: Path) -> Path:
+    """``cache/photos-n``: n generated JPEGs in 10 class folders, written once (2 processes)."""
+    root = cache / f"photos-{n}"
+    done = root / ".complete"
+    if done.is_file():
+        return root
+    print(f"generating {n:,} JPEGs in {root} (once; ~{n * 0.025:.0f} s)", flush=True)
+    chunks = [(root, s, min(s + 100, n)) for s in range(0, n, 100)]
+    with multiprocessing.get_context("fork").Pool(WORKERS) as pool:
+        sizes = [s for part in pool.map(_write_chunk, chunks) for s in part]
+    done.write_text(f"{n} images, {min(sizes)}-{max(sizes)} bytes\n")
+    return root
+
+
+# --------------------------------------------------------------------------------- pipelines
+
+
+def pipeline_a(lib: Any) -> Any:
+    return lib.Compose(
+        [
+            lib.RandomResizedCrop(224),
+            lib.RandomHorizontalFlip(),
+            lib.ToImage(),
+            lib.ToDtype(torch.float32, scale=True),
+            lib.Normalize(MEAN, STD),
+        ]
+    )
+
+
+def pipeline_b(lib: Any) -> Any:
+    return lib.Compose(
+        [
+            lib.Resize(SMALL),
+            lib.ToImage(),
+            lib.ToDtype(torch.float32, scale=True),
+            lib.Normalize(MEAN, STD),
+        ]
+    )
+
+
+# ------------------------------------------------------------------------------ competitors
+
+
+def torchdata_loader(dataset: Any, batch: int, method: str) -> Any:
+    from torchdata import nodes
+
+    sampler = torch.utils.data.RandomSampler(range(len(dataset)))
+    node: Any = nodes.SamplerWrapper(sampler)
+    node = nodes.ParallelMapper(node, dataset.__getitem__, num_workers=WORKERS, method=method)
+    node = nodes.Batcher(node, batch_size=batch, drop_last=False)
+    node = nodes.Mapper(node, torch.utils.data.default_collate)
+    node = nodes.Prefetcher(node, prefetch_factor=2)
+    return nodes.Loader(node)
+
+
+def spdl_loader(dataset: Any, batch: int) -> Iterator[Any]:
+    from spdl.pipeline import PipelineBuilder
+
+    order = np.random.default_rng(SEED).permutation(len(dataset)).tolist()
+    pipeline = (
+        PipelineBuilder()
+        .add_source(order)
+        .pipe(dataset.__getitem__, concurrency=WORKERS, output_order="completion")
+        .aggregate(batch)
+        .pipe(torch.utils.data.default_collate)
+        .add_sink(3)
+        .build(num_threads=WORKERS + 1)
+    )
+    with pipeline.auto_stop():
+        yield from pipeline
+
+
+def available(module: str) -> bool:
+    try:
+        __import__(module)
+    except Exception:  # an optional package that is missing or does not load here
+        return False
+    return True
+
+
+def one_torch_thread(loader: Iterable[Any]) -> Iterator[Any]:
+    """Iterate with one intra-op thread: thread workers share the process's OpenMP pool."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield from loader
+    finally:
+        torch.set_num_threads(previous)
+
+
+# ------------------------------------------------------------------------------ measurement
+
+
+def epoch(make: Callable[[], Iterable[Any]]) -> tuple[float, float]:
+    """(samples/s over one epoch with its first batch, seconds to the first batch)."""
+    start = time.perf_counter()
+    first, seen = 0.0, 0
+    for step, batch in enumerate(make()):
+        if step == 0:
+            first = time.perf_counter() - start
+        seen += len(batch[0])
+    return seen / (time.perf_counter() - start), first
+
+
+def decode_rate(paths: list[Path], decode: Callable[[bytes], Any]) -> float:
+    """Images/s of reading and decoding every file on this one core (the ceiling's unit)."""
+    start = time.perf_counter()
+    for path in paths:
+        decode(path.read_bytes())
+    return len(paths) / (time.perf_counter() - start)
+
+
+def _pil(data: bytes) -> Any:
+    with PIL.Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")
+
+
+def _torchvision_io(data: bytes) -> Any:
+    return torchvision.io.decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+
+
+def ceilings(paths: list[Path]) -> dict[str, float]:
+    """One-core decode rates ×2 (2 cores), each decoder measured on the same files."""
+    rates = {
+        "Pillow": decode_rate(paths, _pil),
+        "torchvision.io": decode_rate(paths, _torchvision_io),
+        "1/8 DCT decode (B)": decode_rate(paths, lambda d: decode_image(d, decode_size=SMALL)),
+    }
+    if _has_simplejpeg():
+        rates["simplejpeg"] = decode_rate(paths, decode_image)
+    return {name: WORKERS * rate for name, rate in rates.items()}
+
+
+def _has_simplejpeg() -> bool:
+    from stoker.datasets import _images
+
+    return _images.simplejpeg is not None
+
+
+# -------------------------------------------------------------------------- per-sample CPU
+
+
+def profile_transforms(paths: list[Path]) -> list[str]:
+    """Median ms per sample (one thread, thread CPU time) for each transform, both libraries."""
+    torch.set_num_threads(1)
+    pils = [_pil(p.read_bytes()) for p in paths]
+    arrays = [np.array(p) for p in pils]
+    cases: list[tuple[str, Any, Any]] = [
+        ("RandomResizedCrop(224)", T.RandomResizedCrop(224), v2.RandomResizedCrop(224)),
+        ("RandomHorizontalFlip", T.RandomHorizontalFlip(), v2.RandomHorizontalFlip()),
+        ("Resize((32, 32))", T.Resize(SMALL), v2.Resize(SMALL)),
+        ("pipeline A after decode", pipeline_a(T), pipeline_a(v2)),
+        ("pipeline B after decode", pipeline_b(T), pipeline_b(v2)),
+    ]
+
+    def per_sample_ms(fn: Callable[[Any], Any], images: list[Any]) -> float:
+        times = []
+        for _ in range(3):
+            start = time.thread_time()
+            for i, image in enumerate(images):
+                with seeding.sample_context(SEED, 0, [i]):
+                    fn(image)
+            times.append((time.thread_time() - start) / len(images) * 1e3)
+        return statistics.median(times)
+
+    decode_rows = [
+        ("decode, Pillow → PIL", per_sample_ms(lambda p: _pil(p.read_bytes()), paths)),
+        ("decode, decode_image → array", per_sample_ms(lambda p: decode_image(p), paths)),
+        ("decode, torchvision.io", per_sample_ms(lambda p: _torchvision_io(p.read_bytes()), paths)),
+    ]
+    lines = [
+        "| per sample, one thread (CPU ms) | stoker on PIL | stoker on array | torchvision on PIL |"
+        " stoker PIL / torchvision |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, ours, theirs in cases:
+        on_pil, on_array = per_sample_ms(ours, pils), per_sample_ms(ours, arrays)
+        reference = per_sample_ms(theirs, pils)
+        lines.append(
+            f"| {name} | {on_pil:.3f} | {on_array:.3f} | {reference:.3f} | "
+            f"{on_pil / reference:.2f}× |"
+        )
+    for name, ms in decode_rows:
+        lines.append(f"| {name} | | {ms:.3f} | | |")
+    return lines
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def systems(root: Path, name: str) -> list[tuple[str, Callable[[], Iterable[Any]], bool]]:
+    """(label, loader factory, persistent) for one pipeline; the torch reference comes first."""
+    is_a = name == "A"
+    batch = BATCH_A if is_a else BATCH_B
+    make_pipeline = pipeline_a if is_a else pipeline_b
+    theirs = torchvision.datasets.ImageFolder(str(root), transform=make_pipeline(v2))
+    ours_pil = ImageFolder(root, transform=make_pipeline(T))
+    ours = ImageFolder(root, transform=make_pipeline(T), image_type="numpy")
+    common: dict[str, Any] = {"batch_size": batch, "shuffle": True, "seed": SEED}
+
+    def torch_loader(persistent: bool) -> Any:
+        return torch.utils.data.DataLoader(
+            theirs, batch, shuffle=True, num_workers=WORKERS, persistent_workers=persistent
+        )
+
+    torch_persistent = torch_loader(True)
+    out: list[tuple[str, Callable[[], Iterable[Any]], bool]] = [
+        ("torch + torchvision, fresh workers", lambda: torch_loader(False), False),
+        ("torch + torchvision, persistent workers", lambda: torch_persistent, True),
+    ]
+
+    def stoker_systems(label: str, dataset: Any) -> None:
+        fresh = stoker.DataLoader(dataset, num_workers=WORKERS, **common)
+        persistent = stoker.DataLoader(
+            dataset, num_workers=WORKERS, persistent_workers=True, **common
+        )
+        threads = stoker.DataLoader(dataset, num_workers=WORKERS, worker_mode="thread", **common)
+        out.extend(
+            [
+                (f"stoker {label}, fresh workers", lambda: fresh, False),
+                (f"stoker {label}, persistent workers", lambda: persistent, True),
+                (f"stoker {label}, 2 threads", lambda: one_torch_thread(threads), False),
+            ]
+        )
+
+    stoker_systems("PIL", ours_pil)
+    stoker_systems("arrays (decode_image)", ours)
+    if not is_a:
+        reduced = ImageFolder(
+            root, transform=make_pipeline(T), image_type="numpy", decode_size=SMALL
+        )
+        stoker_systems("arrays, reduced-size decode", reduced)
+    if available("torchdata.nodes"):
+        # Threads only: its process mode's iterators, inherited by stoker's forked workers,
+        # fail an assertion in __del__ there (noise, not a measurement).
+        out.append(
+            (
+                "torchdata.nodes (2 threads), stoker arrays",
+                lambda: torchdata_loader(ours, batch, "thread"),
+                False,
+            )
+        )
+    if available("spdl.pipeline"):
+        out.append(
+            ("SPDL pipeline (threads), stoker arrays", lambda: spdl_loader(ours, batch), False)
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="400 images, 2 repetitions, fewer stoker variants"
+    )
+    parser.add_argument("--images", type=int, default=None, help="JPEGs in the folder (4,000)")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved epochs (3)")
+    parser.add_argument("--pipelines", default="AB", help="which pipelines to run (A, B or AB)")
+    parser.add_argument(
+        "--cache", type=Path, default=Path.home() / ".cache" / "stoker-bench", help="image cache"
+    )
+    parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
+    args = parser.parse_args()
+    n = args.images or (400 if args.quick else 4000)
+    repeats = args.repeats or (2 if args.quick else 3)
+    root = image_folder(n, args.cache)
+    paths = sorted(root.glob("*/*.jpg"))
+    sizes = [p.stat().st_size for p in paths]
+    header = (
+        f"{n:,} JPEGs ({SHAPES[0][0]}×{SHAPES[0][1]} and {SHAPES[1][0]}×{SHAPES[1][1]}, "
+        f"{min(sizes) / 1e3:.0f}-{max(sizes) / 1e3:.0f} KB), {WORKERS} workers, median of "
+        f"{repeats} interleaved epochs; simplejpeg {'installed' if _has_simplejpeg() else 'absent'}"
+    )
+    print(header, flush=True)
+    lines = [
+        "# JPEG pipelines (issue 15)",
+        "",
+        f"Command: `PYTHONPATH=src python benchmarks/bench_images.py {' '.join(sys.argv[1:])}`",
+        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. Machine: "
+        f"{os.cpu_count()} cores, {platform.machine()}, shared with other jobs (noisy). "
+        f"Python {platform.python_version()}, torch {torch.__version__}, torchvision "
+        f"{torchvision.__version__}, Pillow {PIL.__version__}, stoker {stoker.__version__}.",
+        "",
+        header + ".",
+        "",
+    ]
+    profile = profile_transforms(paths[:200])
+    print("\n".join(profile), flush=True)
+    lines += [*profile, ""]
+
+    ceiling = ceilings(paths[: min(len(paths), 1000)])
+    for name in args.pipelines:
+        table = run_pipeline(root, name, repeats, ceiling, paths, args.quick)
+        print("\n".join(table), flush=True)
+        lines += [*table, ""]
+        ceiling = ceilings(paths[: min(len(paths), 1000)])  # again, between pipelines
+    if not args.no_write:
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text("\n".join(lines))
+        print(f"\nwritten to {RESULTS}")
+
+
+_QUICK_SKIP = frozenset(
+    {
+        "stoker PIL, fresh workers",
+        "stoker PIL, 2 threads",
+        "stoker arrays, reduced-size decode, fresh workers",
+    }
+)
+
+
+def run_pipeline(
+    root: Path,
+    name: str,
+    repeats: int,
+    ceiling: dict[str, float],
+    paths: list[Path],
+    quick: bool,
+) -> list[str]:
+    # No warm-up for persistent workers: on the engine of 89c75be an abandoned epoch left a
+    # persistent stoker loader yielding nothing afterwards (fixed on main by ef84504), so their
+    # first repetition includes the worker start, as a training run's first epoch does.
+    candidates = [c for c in systems(root, name) if not quick or c[0] not in _QUICK_SKIP]
+    rates: dict[str, list[float]] = {label: [] for label, _, _ in candidates}
+    firsts: dict[str, list[float]] = {label: [] for label, _, _ in candidates}
+    ceil_runs: dict[str, list[float]] = {k: [v] for k, v in ceiling.items()}
+    for rep in range(repeats):
+        for label, make, _ in candidates:
+            rate, first = epoch(make)
+            rates[label].append(rate)
+            firsts[label].append(first)
+            print(f"  {name} rep {rep + 1}: {label:52s} {rate:8,.0f} samples/s", flush=True)
+        for key, value in ceilings(paths[:400]).items():
+            ceil_runs[key].append(value)
+    ceil = {k: statistics.median(v) for k, v in ceil_runs.items()}
+    reference = statistics.median(rates[candidates[0][0]])
+    decoder_for = {
+        "PIL": "Pillow",
+        "arrays (decode_image)": "simplejpeg" if "simplejpeg" in ceil else "Pillow",
+        "reduced": "1/8 DCT decode (B)",
+    }
+    title = (
+        "A: decode → RandomResizedCrop(224) → flip → ToImage/ToDtype/Normalize, batch 64"
+        if name == "A"
+        else "B: decode → Resize((32, 32)) → ToImage/ToDtype/Normalize, batch 256"
+    )
+    table = [
+        f"## Pipeline {title}",
+        "",
+        "2-core decode ceilings (2 × one-core read+decode rate, median of the runs between "
+        "epochs): " + ", ".join(f"{k} {v:,.0f}/s" for k, v in ceil.items()),
+        "",
+        "| loader | samples/s (median) | vs torch fresh | share of its decoder's ceiling |"
+        " first batch (s) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, _, _ in candidates:
+        rate = statistics.median(rates[label])
+        decoder = next(
+            (dec for key, dec in decoder_for.items() if key in label and "stoker" in label),
+            "Pillow"
+            if "torch +" in label
+            else ("simplejpeg" if "simplejpeg" in ceil else "Pillow"),
+        )
+        share = rate / ceil[decoder] if decoder in ceil else float("nan")
+        table.append(
+            f"| {label} | {rate:,.0f} | {rate / reference:.2f}× | {share:.0%} of {decoder} | "
+            f"{statistics.median(firsts[label]):.2f} |"
+        )
+    table.append(
+        f"| *decode-only ceiling, {decoder_for['arrays (decode_image)']}* | "
+        f"{ceil[decoder_for['arrays (decode_image)']]:,.0f} | "
+        f"{ceil[decoder_for['arrays (decode_image)']] / reference:.2f}× | 100% | |"
+    )
+    return table
+
+
+if __name__ == "__main__":
+    main()
