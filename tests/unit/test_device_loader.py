@@ -186,9 +186,7 @@ def test_a_cpu_loaders_state_resumes_in_the_device_loader(cifar_root: Path, devi
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("rank", [0, 1, 2])
-def test_distributed_sampler_shards_as_on_the_cpu(
-    cifar_root: Path, device: str, rank: int
-) -> None:
+def test_distributed_sampler_shards_as_on_the_cpu(cifar_root: Path, device: str, rank: int) -> None:
     dataset = cifar(cifar_root)
 
     def shard() -> stoker.DistributedSampler:
@@ -271,5 +269,5 @@ def test_batch_size_must_be_a_positive_int(batch_size: Any) -> None:
 @pytest.mark.skipif(CUDA, reason="checks the message for machines without a GPU")
 def test_cuda_without_a_gpu_says_so_and_what_to_pass() -> None:
     dataset = _Arrays(np.zeros((4, 8, 8, 3), np.uint8), [0] * 4, seed_train(T.RandomCrop(8)))
-    with pytest.raises(ValueError, match="sees no CUDA GPU.*device='cpu'"):
+    with pytest.raises(ValueError, match=r"sees no CUDA GPU.*device='cpu'"):
         stoker.DeviceLoader(dataset, batch_size=2)

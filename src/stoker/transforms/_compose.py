@@ -12,8 +12,8 @@ import torch
 from stoker.transforms._base import Transform, sample_keys
 from stoker.transforms._convert import ToDtype, ToImage
 from stoker.transforms._crop import CropParams, RandomCrop
-from stoker.transforms._flip import RandomHorizontalFlip
 from stoker.transforms._device import fused_on_tensor
+from stoker.transforms._flip import RandomHorizontalFlip
 from stoker.transforms._fused import fused_pipeline
 from stoker.transforms._normalize import Normalize
 from stoker.transforms._rows import Rows

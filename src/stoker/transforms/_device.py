@@ -28,7 +28,6 @@ from stoker.transforms._crop import CropParams
 from stoker.transforms._fused import convert_into
 from stoker.transforms._indexing import fill_values, source_index
 
-
 _WORD_CHANNELS = 4  # a pixel's channels packed into one 32-bit word: one gathered item each
 
 
