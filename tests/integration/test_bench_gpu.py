@@ -20,7 +20,12 @@ def test_bench_gpu_smoke_run_writes_every_row(tmp_path: Path) -> None:
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=_TIMEOUT_S)
     assert done.returncode == 0, done.stderr[-3000:]
     report = out.read_text()
-    for feeder in ("torch DataLoader", "stoker workers", "stoker device aug", "DeviceLoader ("):
+    for feeder in (
+        "torch DataLoader",
+        "stoker workers",
+        "stoker device aug",
+        "stoker DeviceLoader (",
+    ):
         assert f"| {feeder}" in report, feeder
     assert "| DeviceLoader gather + normalise, table on the device, batch 48 |" in report
     assert "device: **" in report and "images/s" in report
