@@ -30,7 +30,7 @@ from stoker.errors import (
     WorkerDiedError,
     WorkerError,
 )
-from stoker.loader import DataLoader
+from stoker.loader import DataLoader, DeviceLoader
 from stoker.samplers import BatchSampler, DistributedSampler, RandomSampler, SequentialSampler
 from stoker.seeding import sample_context, sample_rng
 
@@ -46,6 +46,7 @@ __all__ = [
     "DataLoader",
     "Dataset",
     "DatasetError",
+    "DeviceLoader",
     "DistributedSampler",
     "FilteredDataset",
     "IntegrityError",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
-from stoker.cli import main
+from stoker.cli import main, train
 from stoker.cli._checkpoint import load_checkpoint
 
 _SMALL = ["--workers", "0", "--device", "cpu", "--batch-size", "32", "--seed", "3"]
@@ -94,3 +98,79 @@ def test_augmenting_on_the_device_equals_augmenting_in_workers(
     on_device = load_checkpoint(tmp_path / "device" / "checkpoint.pt")["model_state"]
     for name, tensor in in_workers.items():
         assert torch.equal(tensor, on_device[name]), name
+
+
+class _SlowLoader:
+    """Three batches, each handed out after ``delay_s`` of (sleeping) data loading."""
+
+    def __init__(self, delay_s: float):
+        self.delay_s = delay_s
+
+    def __len__(self) -> int:
+        return 3
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for _ in range(3):
+            time.sleep(self.delay_s)
+            yield torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+
+
+class _Bar:
+    """Records the progress line's fields instead of drawing them."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def due(self, done: int) -> bool:
+        return True
+
+    def update(self, done: int, fields: str = "") -> None:
+        self.lines.append(fields)
+
+
+def test_the_progress_line_shows_the_share_of_step_time_spent_waiting_for_data() -> None:
+    """Time blocked in next(loader) counts as data wait, and the line shows wait / step time."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    stats, bar = train._EpochStats(), _Bar()
+    loader: Any = _SlowLoader(delay_s=0.05)
+    finished = train._train_epoch(
+        model,
+        loader,
+        optimizer,
+        torch.device("cpu"),
+        stats,
+        bar,
+        train._StopRequest(),  # type: ignore[arg-type]
+    )
+    assert finished and stats.batches == 3 and len(bar.lines) == 3
+    assert stats.wait_s >= 3 * 0.05  # the sleeps, at least
+    assert stats.wait_s <= stats.step_s
+    assert stats.data_wait == stats.wait_s / stats.step_s
+    assert f"data wait {stats.data_wait:.0%}" in bar.lines[-1]
+
+
+def test_speed_options_set_the_layout_and_the_autocast_precision() -> None:
+    images = torch.rand(2, 3, 8, 8)
+    assert train._Speed().inputs(images) is images
+    fast = train._Speed(bf16=True, channels_last=True)
+    assert fast.inputs(images).is_contiguous(memory_format=torch.channels_last)
+    with fast.autocast(torch.device("cpu")):
+        assert nn.Linear(4, 4)(torch.rand(2, 4)).dtype == torch.bfloat16
+    with train._Speed().autocast(torch.device("cpu")):
+        assert nn.Linear(4, 4)(torch.rand(2, 4)).dtype == torch.float32
+
+
+def test_bf16_and_channels_last_train_on_the_cpu_too(
+    shapes_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The options parse and take effect: bf16 arithmetic gives other weights than float32."""
+    common = ["--epochs", "1", "--train-limit", "64", "--test-limit", "32", "--deterministic"]
+    assert _train(shapes_data, tmp_path / "fast", *common, "--bf16", "--channels-last") == 0
+    assert "bf16 autocast, channels-last" in capsys.readouterr().out
+    assert _train(shapes_data, tmp_path / "plain", *common) == 0
+    fast = load_checkpoint(tmp_path / "fast" / "checkpoint.pt")["model_state"]
+    plain = load_checkpoint(tmp_path / "plain" / "checkpoint.pt")["model_state"]
+    weights = [name for name, tensor in plain.items() if tensor.is_floating_point()]
+    assert all(fast[name].dtype == torch.float32 for name in weights)
+    assert any(not torch.equal(fast[name], plain[name]) for name in weights)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,9 @@ import torch
 
 import stoker
 from stoker import transforms as T
+from stoker.cli._common import train_pipeline
+from stoker.datasets import CIFAR10, testdata
+from tests.devices import DEVICES
 from tests.helpers import assert_batches_equal
 
 MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
@@ -94,3 +98,38 @@ def test_with_sample_context_lets_augmentation_run_after_the_loader(num_workers:
             assert rows.shape == (len(images), 3)
             with stoker.seeding.context_from_rows(rows.numpy()):
                 assert torch.equal(augment(images), expected)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_cifar_augmented_on_the_device_equals_augmented_in_the_workers(
+    tmp_path: Path, device: str
+) -> None:
+    """Invariant: uint8 batches + WithSampleContext rows, augmented after the copy to ``device``
+    by the seed's own pipeline, equal the batches the workers augment, bit for bit."""
+    testdata.write_cifar10(tmp_path, train=testdata.random_cifar(150, seed=5))
+    seed_pipeline = train_pipeline()
+    in_workers = stoker.DataLoader(
+        CIFAR10(tmp_path, transform=seed_pipeline),
+        batch_size=32,
+        shuffle=True,
+        seed=3,
+        num_workers=2,
+    )
+    raw = stoker.DataLoader(
+        stoker.WithSampleContext(CIFAR10(tmp_path, transform=T.ToImage())),
+        batch_size=32,
+        shuffle=True,
+        seed=3,
+        num_workers=2,
+        pin_memory=device == "cuda",
+    )
+    augment = train_pipeline()
+    for _epoch in range(2):
+        for (expected, labels), (images, raw_labels, rows) in zip(in_workers, raw, strict=True):
+            assert images.dtype == torch.uint8 and rows.shape == (len(images), 3)
+            on_device = images.to(device, non_blocking=True)
+            with stoker.seeding.context_from_rows(rows.numpy()):
+                got = augment(on_device)
+            assert got.device.type == device
+            assert torch.equal(got.cpu(), expected), (got.cpu() - expected).abs().max().item()
+            assert torch.equal(raw_labels, labels)

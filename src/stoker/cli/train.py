@@ -142,6 +142,16 @@ def register(commands: Any) -> None:
         help="stop after N batches as Ctrl-C would (checkpoint written), to try --resume",
     )
     parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="run the forward pass under bfloat16 autocast (weights and optimizer stay float32)",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="keep the model and its input batches channels-last (NHWC), cuDNN's fastest layout",
+    )
+    parser.add_argument(
         "--deterministic",
         action="store_true",
         help="torch.use_deterministic_algorithms(True): bit-identical reruns",
@@ -193,6 +203,30 @@ class _EpochStats:
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class _Speed:
+    """The GPU speed options: bf16 autocast, channels-last layout; both off leaves a run as it was.
+
+    They change the arithmetic (bf16) or only the layout (channels-last); a resumed run is exact
+    when it keeps the same options.
+    """
+
+    bf16: bool = False
+    channels_last: bool = False
+
+    def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` in the layout the model is kept in."""
+        if self.channels_last:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        """The forward pass's precision: bf16 autocast on ``device``, or nothing."""
+        if self.bf16:
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
 
 class _StopRequest:
@@ -256,6 +290,7 @@ def _train_epoch(
     bar: ProgressBar,
     stop: _StopRequest,
     augment: Any = None,
+    speed: _Speed = _Speed(),
 ) -> bool:
     """One epoch, or its rest past ``stats.batches``; False when stopped early by Ctrl-C.
 
@@ -277,7 +312,8 @@ def _train_epoch(
         if augment is not None:  # device-side augmentation, seeded as the workers would have
             with stoker.seeding.context_from_rows(context[0].numpy()):
                 images = augment(images)
-        loss = F.cross_entropy(model(images), labels)
+        with speed.autocast(device):
+            loss = F.cross_entropy(model(speed.inputs(images)), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
@@ -320,7 +356,10 @@ class _Training:
             )
         self.classes = list(train_set.classes)
         torch.manual_seed(settings.seed)  # the initial weights
+        self.speed = _Speed(bf16=args.bf16, channels_last=args.channels_last)
         self.model: nn.Module = resnet20(len(self.classes)).to(device)
+        if self.speed.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=_LR, momentum=_MOMENTUM, weight_decay=_WEIGHT_DECAY
         )
@@ -425,7 +464,7 @@ class _Training:
             bar = ProgressBar(len(self.loader), f"epoch {self.epoch + 1}/{total}")
             finished = _train_epoch(
                 self.model, self.loader, self.optimizer, self.device, self.stats, bar, stop,
-                self.augment,
+                self.augment, self.speed,
             )  # fmt: skip
             bar.close()
             if not finished:
@@ -466,7 +505,9 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"training ResNet-20 on {len(training.loader.dataset):,} images ({args.data}), {device}, "
         f"batch {settings.batch_size}, {args.workers} worker(s), {torch.get_num_threads()} "
-        f"thread(s), {settings.epochs} epoch(s)",
+        f"thread(s), {settings.epochs} epoch(s)"
+        + (", bf16 autocast" if args.bf16 else "")
+        + (", channels-last" if args.channels_last else ""),
         flush=True,
     )
     stop = _StopRequest(args.max_batches)

@@ -22,10 +22,17 @@ def pinning_available() -> bool:
     return False
 
 
+def _is_host_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.device.type == "cpu"
+
+
 def pin(batch: Any) -> Any:
-    """``batch`` with every CPU tensor inside it copied to page-locked memory."""
+    """``batch`` with every CPU tensor inside it copied to page-locked memory.
+
+    Tensors already pinned are kept as they are (``Tensor.pin_memory`` returns them), and
+    tensors already on a device are left there: torch's loader would raise for them ("only
+    dense CPU tensors can be pinned"), though there is nothing to pin.
+    """
     if hasattr(batch, "pin_memory") and not isinstance(batch, torch.Tensor):
         return batch.pin_memory()  # a custom batch type that knows how to pin itself
-    return map_structure(
-        batch, lambda tensor: tensor.pin_memory(), lambda v: isinstance(v, torch.Tensor)
-    )
+    return map_structure(batch, lambda tensor: tensor.pin_memory(), _is_host_tensor)

@@ -6,12 +6,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import PIL.Image
 import torch
 
 from stoker.transforms._base import Transform, sample_keys
 from stoker.transforms._convert import ToDtype, ToImage
-from stoker.transforms._crop import RandomCrop
+from stoker.transforms._crop import CropParams, RandomCrop
+from stoker.transforms._device import fused_on_tensor
 from stoker.transforms._flip import RandomHorizontalFlip
 from stoker.transforms._fused import fused_pipeline
 from stoker.transforms._normalize import Normalize
@@ -25,7 +27,8 @@ class _FusedRun(Transform):
 
     Applies the members one by one unless the input is a uint8 numpy image or NHWC batch (or
     an RGB PIL image, read as one), which takes the one-pass path in
-    :mod:`stoker.transforms._fused` (equal results either way).
+    :mod:`stoker.transforms._fused`, or a uint8 tensor on any device, which takes the gather in
+    :mod:`stoker.transforms._device` (equal results every way).
     """
 
     def __init__(
@@ -39,6 +42,21 @@ class _FusedRun(Transform):
         self.crop, self.flip, self.to_dtype, self.normalize = crop, flip, to_dtype, normalize
         self.members = members
 
+    def draw(
+        self, n: int, height: int, width: int
+    ) -> tuple[CropParams | None, npt.NDArray[np.bool_] | None]:
+        """The crop and flip of each of the ``n`` samples being loaded (``height``×``width``).
+
+        The one place the fused run draws: the CPU pass and the device paths
+        (:mod:`stoker.transforms._device`) all ask here, so they crop and flip alike.
+        """
+        if self.crop is None and self.flip is None:
+            return None, None
+        keys = sample_keys(n)
+        params = self.crop.make_params(keys, height, width) if self.crop is not None else None
+        flips = self.flip.make_params(keys) if self.flip is not None else None
+        return params, flips
+
     def fusable(self, inpt: Any) -> bool:
         if isinstance(inpt, PIL.Image.Image):  # RGB: its pixels are an HWC uint8 array
             return inpt.mode == "RGB" and (self.normalize is None or self.normalize.channels_ok(3))
@@ -51,7 +69,20 @@ class _FusedRun(Transform):
             self.normalize is None or self.normalize.channels_ok(channels)
         )
 
+    def fusable_tensor(self, inpt: Any) -> bool:
+        """A uint8 CHW image or NCHW batch, on any device: the device pass takes it."""
+        if not (
+            isinstance(inpt, torch.Tensor) and inpt.dtype == torch.uint8 and inpt.ndim in (3, 4)
+        ):
+            return False
+        channels = inpt.shape[-3]
+        return 1 <= channels <= 4 and (
+            self.normalize is None or self.normalize.channels_ok(channels)
+        )
+
     def __call__(self, inpt: Any) -> Any:
+        if self.fusable_tensor(inpt):
+            return self._on_tensor(inpt)
         if not self.fusable(inpt):
             if isinstance(inpt, Rows):
                 inpt = np.asarray(inpt)
@@ -62,19 +93,30 @@ class _FusedRun(Transform):
             inpt = np.asarray(inpt)  # read-only view of Pillow's pixels; the pass only reads
         batch = inpt if inpt.ndim == 4 else inpt[None]
         n, h, w, _ = batch.shape
-        keys = sample_keys(n) if self.crop is not None or self.flip is not None else None
-        params = (
-            self.crop.make_params(keys, h, w)
-            if self.crop is not None and keys is not None
-            else None
-        )
-        flips = self.flip.make_params(keys) if self.flip is not None and keys is not None else None
+        params, flips = self.draw(n, h, w)
         out = fused_pipeline(
             batch,
             params,
             self.crop.fill if self.crop is not None else 0,
             self.crop.padding_mode if self.crop is not None else "constant",
             flips,
+            self.to_dtype.dtype,
+            self.normalize.mean if self.normalize is not None else None,
+            self.normalize.std if self.normalize is not None else None,
+        )
+        return out if inpt.ndim == 4 else out[0]
+
+    def _on_tensor(self, inpt: torch.Tensor) -> torch.Tensor:
+        """A uint8 tensor (on a GPU, say) through the device pass: same draws, same values."""
+        batch = inpt if inpt.ndim == 4 else inpt[None]
+        n, _, h, w = batch.shape
+        params, flips = self.draw(n, h, w)
+        out = fused_on_tensor(
+            batch,
+            params,
+            flips,
+            self.crop.fill if self.crop is not None else 0,
+            self.crop.padding_mode if self.crop is not None else "constant",
             self.to_dtype.dtype,
             self.normalize.mean if self.normalize is not None else None,
             self.normalize.std if self.normalize is not None else None,

@@ -180,18 +180,33 @@ def fused_pipeline(
         crops = _gather_crops(*_crop_windows(x, params, fill, padding_mode, flips))
         n = crops.shape[0]
         out = output.empty(tuple(crops.shape), dtype)  # in a worker: inside the batch's slot
-        scale = 1.0 / max_value(torch.uint8)
         mean_t = std_t = None
         if mean is not None and std is not None:
             mean_t = torch.as_tensor(mean, dtype=dtype).view(-1, 1, 1)
             std_t = torch.as_tensor(std, dtype=dtype).view(-1, 1, 1)
         for start in range(0, n, _BLOCK_SAMPLES):  # blocks of samples, for the cache
             picked = slice(start, start + _BLOCK_SAMPLES)
-            block = out[picked]
-            block.copy_(crops[picked])
-            block.mul_(scale)
-            if mean_t is not None and std_t is not None:
-                block.sub_(mean_t).div_(std_t)
+            convert_into(out[picked], crops[picked], mean_t, std_t)
+    return out
+
+
+def convert_into(
+    out: torch.Tensor,
+    crops: torch.Tensor,
+    mean: torch.Tensor | None,
+    std: torch.Tensor | None,
+) -> torch.Tensor:
+    """Write uint8 ``crops`` into float ``out`` as ToDtype(scale=True) then Normalize compute it.
+
+    The same torch operations in the same order as the unfused transforms — cast, multiply by
+    1/255, subtract the mean, divide by the std — so the same bits, on any device (each is one
+    correctly rounded IEEE operation; no step is fused into another). ``mean``/``std`` are
+    (C, 1, 1) tensors of ``out``'s dtype on ``out``'s device, or both None.
+    """
+    out.copy_(crops)
+    out.mul_(1.0 / max_value(torch.uint8))
+    if mean is not None and std is not None:
+        out.sub_(mean).div_(std)
     return out
 
 
@@ -222,11 +237,16 @@ def _with_kernel(
         source, len(source), rows, n, h, w, c, tops, lefts, flip_bytes, padding[1], padding[0],
         crop_h, crop_w, fill_values(fill, c, np.dtype(np.uint8)),
         1.0 / max_value(torch.uint8),
-        no_norm if mean is None else np.asarray(mean, np.float32),
-        no_norm if std is None else np.asarray(std, np.float32),
+        no_norm if mean is None else _per_channel(mean, c),
+        no_norm if std is None else _per_channel(std, c),
         out.numpy(),
     )  # fmt: skip
     return out
+
+
+def _per_channel(values: tuple[float, ...], channels: int) -> npt.NDArray[np.float32]:
+    """One float32 per channel: the kernel reads ``channels`` values (Normalize broadcasts one)."""
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(values, np.float32), (channels,)))
 
 
 @contextlib.contextmanager
