@@ -44,12 +44,16 @@ class StatefulSampler(torch.utils.data.Sampler[Any]):
         """Every item of ``epoch``, in order (a list: slicing it is how batches stay cheap)."""
         raise NotImplementedError
 
+    def _epoch_rest(self, epoch: int, skip: int) -> list[Any]:
+        """``epoch``'s items after the first ``skip``; a resumed epoch may differ from a fresh one."""
+        return self._epoch_indices(epoch)[skip:]
+
     def _begin_epoch(self) -> list[Any]:
         """Enter the next epoch; return its items not yet yielded (after a resume's skip)."""
         epoch, skip = self.epoch, self._resume_position
         self._iter_epoch, self._resume_position = epoch, 0
         self.epoch = epoch + 1
-        rest = self._epoch_indices(epoch)[skip:]
+        rest = self._epoch_rest(epoch, skip)
         self._base, self._rest_len, self._live = skip, len(rest), None
         return rest
 
