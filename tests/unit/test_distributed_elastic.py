@@ -116,7 +116,7 @@ def test_a_state_from_before_elastic_resume_loads_only_on_its_world_size() -> No
     same.load_state_dict(old)
     expected = DistributedSampler(range(N), 2, 1, seed=5)
     assert list(same) == list(expected)[8:]
-    with pytest.raises(ValueError, match="saved on 2 ranks.*num_replicas=3.*Resume on 2 ranks"):
+    with pytest.raises(ValueError, match=r"saved on 2 ranks.*num_replicas=3.*Resume on 2 ranks"):
         DistributedSampler(range(N), 3, 0, seed=5).load_state_dict(old)
 
 

@@ -180,9 +180,7 @@ class DistributedSampler(StatefulSampler):
         # Items each old rank consumed in its deal; the last batch may have run past its end.
         dealt = len(_deal(self._order(self.epoch), offset, saved_world, self.drop_last))
         consumed = min(position - start, dealt // saved_world)
-        self._segment = _Segment(
-            self.epoch, position, min(offset + saved_world * consumed, n)
-        )
+        self._segment = _Segment(self.epoch, position, min(offset + saved_world * consumed, n))
 
     def _check_same(self, state: dict[str, Any], n: int) -> None:
         """Refuse a state whose epoch order or dataset differs from this sampler's."""

@@ -45,7 +45,7 @@ class StatefulSampler(torch.utils.data.Sampler[Any]):
         raise NotImplementedError
 
     def _epoch_rest(self, epoch: int, skip: int) -> list[Any]:
-        """``epoch``'s items after the first ``skip``; a resumed epoch may differ from a fresh one."""
+        """``epoch``'s items after the first ``skip`` (a resumed epoch may deal them anew)."""
         return self._epoch_indices(epoch)[skip:]
 
     def _begin_epoch(self) -> list[Any]:
