@@ -5,8 +5,10 @@ torchrun sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` and the rendezvous store'
 (gloo on CPU, nccl on CUDA). Every collective has a timeout, so a rank that vanishes without
 closing its sockets (its machine went away) stops the others within ``--dist-timeout``; one
 that dies on this or a reachable machine closes its sockets and the others stop at once.
-When a collective fails, each survivor checks in at the store, and the ranks that never do
-are the ones named in the error.
+When a collective fails, each survivor knocks at every other rank's liveness socket (a
+listening socket each rank opens at start, which the kernel closes when the process dies):
+the ranks that refuse, or do not answer within ``_PROBE_TIMEOUT_S``, are named in the error.
+No store is asked: torchrun's store lives in one agent, which may exit first.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import time
-from dataclasses import dataclass
-from typing import Any
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -26,8 +28,9 @@ from stoker.cli._common import CommandError
 __all__ = ["World", "add_arguments", "auto_resume", "join", "lost_rank_error", "run_id"]
 
 _DEFAULT_TIMEOUT_S = 300  # longest a rank may wait for the others in one collective
-_CHECK_IN_S = 5.0  # how long survivors wait for each other before naming the missing ranks
-_CHECK_IN_POLL_S = 0.05
+# A live process's kernel accepts at once (milliseconds, even across a LAN); a dead one's
+# refuses at once; only a machine that vanished makes us wait this long.
+_PROBE_TIMEOUT_S = 2.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +52,8 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    probes: list[tuple[str, int]] = field(default_factory=list)  # every rank's liveness socket
+    _listener: socket.socket | None = None
 
     @property
     def active(self) -> bool:
@@ -75,9 +80,13 @@ class World:
             return flag
         return self.sum([float(flag)])[0] > 0
 
-    def close(self) -> None:
-        if self.active and dist.is_initialized():
+    def close(self, collective: bool = True) -> None:
+        """Leave the group (``collective=False`` after a failure: only this rank's sockets)."""
+        if collective and self.active and dist.is_initialized():
             dist.destroy_process_group()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
 
 
 def _env_int(name: str, default: int) -> int:
@@ -114,10 +123,25 @@ def join(device: torch.device, timeout_s: float) -> tuple[World, torch.device]:
         "nccl" if device.type == "cuda" else "gloo",
         timeout=datetime.timedelta(seconds=timeout_s),
     )
+    world._listener, address = _listen()
+    world.probes = [("", 0)] * size
+    dist.all_gather_object(world.probes, address)
     return world, device
 
 
-def auto_resume(out_checkpoint: Any) -> bool:
+def _listen() -> tuple[socket.socket, tuple[str, int]]:
+    """A listening socket on the interface that reaches torchrun's store, and its address."""
+    host = os.environ.get("MASTER_ADDR", "127.0.0.1")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as route:  # no packet is sent
+        route.connect((host, int(os.environ.get("MASTER_PORT", "29500"))))
+        local = str(route.getsockname()[0])
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((local, 0))
+    listener.listen(64)  # the kernel completes the handshakes; nobody needs to accept()
+    return listener, (local, int(listener.getsockname()[1]))
+
+
+def auto_resume(out_checkpoint: Path) -> bool:
     """Whether torchrun restarted this job (``--max-restarts``) and its checkpoint exists."""
     return _env_int("TORCHELASTIC_RESTART_COUNT", 0) > 0 and out_checkpoint.is_file()
 
@@ -127,37 +151,27 @@ def run_id() -> str:
     return os.environ.get("TORCHELASTIC_RUN_ID", "none")
 
 
-def _store() -> Any:
-    """A client of torchrun's store (MASTER_ADDR:MASTER_PORT), which outlives any one rank."""
-    # torch's stubs do not re-export TCPStore from torch.distributed, though it is public there.
-    return dist.TCPStore(  # type: ignore[attr-defined]
-        os.environ["MASTER_ADDR"],
-        int(os.environ["MASTER_PORT"]),
-        is_master=False,
-        timeout=datetime.timedelta(seconds=_CHECK_IN_S),
-    )
-
-
-def _missing_ranks(world: World) -> list[int] | None:
-    """Ranks that do not check in within ``_CHECK_IN_S``; None if the store is unreachable."""
-    prefix = f"stoker/{run_id()}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/alive/"
+def _answers(address: tuple[str, int]) -> bool:
     try:
-        store = _store()
-        store.set(f"{prefix}{world.rank}", "1")
-        deadline = time.monotonic() + _CHECK_IN_S
-        while True:
-            missing = [r for r in range(world.size) if not store.check([f"{prefix}{r}"])]
-            if not missing or time.monotonic() > deadline:
-                return missing
-            time.sleep(_CHECK_IN_POLL_S)
-    except (RuntimeError, OSError, KeyError, ValueError):
-        return None
+        with socket.create_connection(address, timeout=_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def _missing_ranks(world: World) -> list[int]:
+    """The ranks whose process is gone (or whose machine does not answer)."""
+    return [
+        rank
+        for rank, address in enumerate(world.probes)
+        if rank != world.rank and not _answers(address)
+    ]
 
 
 def lost_rank_error(world: World, error: BaseException, where: str) -> CommandError | None:
     """The error naming the ranks that died, if ``error`` came from losing some; else None."""
     missing = _missing_ranks(world)
-    if missing is None or not missing:
+    if not missing:
         return None
     names = ", ".join(str(rank) for rank in missing)
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)

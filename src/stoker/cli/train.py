@@ -536,8 +536,7 @@ def run(args: argparse.Namespace) -> int:
         healthy = False  # a broken group cannot be torn down collectively
         raise lost from None
     finally:
-        if healthy:
-            world.close()
+        world.close(collective=healthy)
 
 
 def _run(args: argparse.Namespace, device: torch.device, world: World) -> int:
