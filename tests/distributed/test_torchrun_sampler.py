@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch.utils.data
 
-from tests.distributed.conftest import torchrun
+from tests.distributed.conftest import TEST_TIMEOUT_S, torchrun
 
 N = 48  # divisible by 2 and 3 ranks and by 2*4 and 3*4 samples a step: no padding
 
@@ -33,6 +33,7 @@ def _torch_epoch(world: int, epoch: int, per_rank: int = N) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_two_three_two_ranks_see_each_sample_once_per_epoch(tmp_path: Path) -> None:
     """Epoch 0 on 2 ranks; epoch 1: 3 steps on 2 ranks, the rest on 3; epoch 2: 1 step on 3
     ranks, the rest on 2. Each epoch sees every sample once, sharded as torch shards."""
