@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import reprlib
+import tempfile
 import zipfile
 from collections.abc import Collection
 from pathlib import Path
@@ -54,9 +55,24 @@ _STATE_FIELDS: dict[str, type] = {
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
     """Write ``checkpoint`` (with format, version and model name added) to ``path`` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save({"format": FORMAT, "version": _VERSION, "model": _MODEL, **checkpoint}, partial)
-    os.replace(partial, path)
+    # A temporary name no other writer uses (another job, or a rank that should not write), in
+    # the same folder so that os.replace is a rename within one file system.
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    partial = Path(name)
+    try:
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's 0600 would hide it from the group
+        with os.fdopen(handle, "wb") as file:
+            torch.save({"format": FORMAT, "version": _VERSION, "model": _MODEL, **checkpoint}, file)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import io
 import signal
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from torch import nn
 import stoker
 from stoker import transforms as T
 from stoker._progress import ProgressBar
+from stoker.cli import _distributed
 from stoker.cli._checkpoint import (
     check_settings,
     check_training_state,
@@ -38,6 +40,7 @@ from stoker.cli._common import (
     test_pipeline,
     train_pipeline,
 )
+from stoker.cli._distributed import World
 from stoker.cli._evaluate import predict
 from stoker.datasets import CIFAR10
 from stoker.models import resnet20
@@ -156,6 +159,7 @@ def register(commands: Any) -> None:
         action="store_true",
         help="torch.use_deterministic_algorithms(True): bit-identical reruns",
     )
+    _distributed.add_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -204,6 +208,19 @@ class _EpochStats:
     def as_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
 
+    def over(self, world: World) -> _EpochStats:
+        """The whole job's totals: samples and losses summed, times averaged over the ranks."""
+        loss_sum, seen, wait_s, step_s = world.sum([self.loss_sum, self.seen, self.wait_s,
+                                                    self.step_s])  # fmt: skip
+        size = world.size
+        return _EpochStats(loss_sum, int(seen), wait_s / size, step_s / size, self.batches)
+
+    def share(self, world: World) -> _EpochStats:
+        """This rank's part of saved job totals: the sums kept on rank 0, so they add up once."""
+        if world.is_main:
+            return self
+        return dataclasses.replace(self, loss_sum=0.0, seen=0)
+
 
 @dataclass(frozen=True)
 class _Speed:
@@ -239,6 +256,11 @@ class _StopRequest:
     def __init__(self, max_batches: int | None = None) -> None:
         self.requested = False
         self.batches_left = max_batches
+
+    def agreed(self, world: World) -> bool:
+        """Whether any rank was asked to stop; every rank then stops (one collective a step)."""
+        self.requested = world.any(self.requested)
+        return self.requested
 
     def count_batch(self) -> None:
         """One more batch trained; with ``--max-batches`` spent, stop as Ctrl-C would."""
@@ -291,16 +313,19 @@ def _train_epoch(
     stop: _StopRequest,
     augment: Any = None,
     speed: _Speed = _Speed(),
+    world: World | None = None,
 ) -> bool:
     """One epoch, or its rest past ``stats.batches``; False when stopped early by Ctrl-C.
 
     A stop asked for during the epoch's last batch lets the epoch end normally: its
-    checkpoint is then the ordinary end-of-epoch one.
+    checkpoint is then the ordinary end-of-epoch one. Under torchrun every rank stops at the
+    same batch: a Ctrl-C reaches the ranks at different moments, so they agree each step.
     """
+    world = World() if world is None else world
     model.train()
     batches = iter(loader)
     total = len(loader)
-    while not (stop.requested and stats.batches < total):
+    while not (stop.agreed(world) and stats.batches < total):
         started = time.perf_counter()
         try:
             images, labels, *context = next(batches)
@@ -337,9 +362,16 @@ def _train_epoch(
 class _Training:
     """Model, optimizer, schedule and loaders of one run, and the checkpoint that holds them."""
 
-    def __init__(self, args: argparse.Namespace, settings: _Settings, device: torch.device):
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        settings: _Settings,
+        device: torch.device,
+        world: World | None = None,
+    ):
         cuda = device.type == "cuda"
         self.settings, self.device = settings, device
+        self.world = world = World() if world is None else world
         self.path = Path(args.out) / CHECKPOINT_NAME
         on_device = args.augment_on == "device" or (args.augment_on == "auto" and cuda)
         # On the device, workers only gather uint8 batches; the augmentation follows the copy.
@@ -360,23 +392,39 @@ class _Training:
         self.model: nn.Module = resnet20(len(self.classes)).to(device)
         if self.speed.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # DDP averages the gradients over the ranks; self.model stays the plain module that
+        # checkpoints hold, so a checkpoint loads at any world size.
+        self.trainer: nn.Module = self.model
+        if world.active:
+            self.trainer = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if cuda else None
+            )
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=_LR, momentum=_MOMENTUM, weight_decay=_WEIGHT_DECAY
         )
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=settings.epochs
         )
+        train_data = stoker.WithSampleContext(train_set) if on_device else train_set
+        # Each rank its shard (the whole set when alone), resumable at any world size.
+        sampler = stoker.DistributedSampler(
+            train_data, num_replicas=world.size, rank=world.rank, seed=settings.seed
+        )
         self.loader = stoker.DataLoader(
-            stoker.WithSampleContext(train_set) if on_device else train_set,
+            train_data,
             batch_size=settings.batch_size,
-            shuffle=True,
+            sampler=sampler,
             seed=settings.seed,
             num_workers=args.workers,
             pin_memory=cuda,
             persistent_workers=args.workers > 0,
         )
         self.test_loader = stoker.DataLoader(
-            test_set, batch_size=_TEST_BATCH_SIZE, num_workers=min(args.workers, 1), pin_memory=cuda
+            test_set,
+            batch_size=_TEST_BATCH_SIZE,
+            sampler=list(range(world.rank, len(test_set), world.size)),  # each image once
+            num_workers=min(args.workers, 1),
+            pin_memory=cuda,
         )
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # epochs completed
@@ -414,11 +462,22 @@ class _Training:
         torch.set_rng_state(checkpoint["rng"]["torch"])
         self.history = list(checkpoint["history"])
         partial = checkpoint.get("partial")
+        sampler_state = (checkpoint["loader"].get("sampler") or {}).get("sampler") or {}
+        if partial is not None and "num_replicas" not in sampler_state:
+            raise CommandError(
+                f"checkpoint {path} was written mid-epoch by a stoker train without torchrun "
+                "support, whose shuffle differs from this one's; its epoch cannot be continued "
+                "exactly. Resume it with the stoker that wrote it, or start a new run."
+            )
         self.epoch = _position_loader(self.loader, checkpoint["loader"], partial is not None)
         if partial is not None:
-            self.stats = _EpochStats(**partial)
+            self.stats = _EpochStats(**partial).share(self.world)
 
     def save(self, mid_epoch: bool) -> None:
+        """Write the checkpoint from rank 0 (every rank calls this: the totals are reduced)."""
+        partial = self.stats.over(self.world).as_dict() if mid_epoch else None
+        if not self.world.is_main:
+            return
         save_checkpoint(
             self.path,
             {
@@ -432,7 +491,8 @@ class _Training:
                 "epoch": self.epoch,
                 "rng": {"torch": torch.get_rng_state()},
                 "history": self.history,
-                "partial": self.stats.as_dict() if mid_epoch else None,
+                "partial": partial,
+                "torchrun_run_id": _distributed.run_id(),
             },
         )
 
@@ -440,13 +500,14 @@ class _Training:
         """Step the schedule, score the test split, record and checkpoint the epoch."""
         self.scheduler.step()
         predicted, truth = predict(self.model, self.test_loader, self.device)
-        stats = self.stats
+        correct, tested = self.world.sum([float((predicted == truth).sum()), float(len(truth))])
+        stats = self.stats.over(self.world)
         self.epoch += 1
         self.history.append(
             {
                 "epoch": self.epoch,
                 "train_loss": stats.loss_sum / max(stats.seen, 1),
-                "test_accuracy": float((predicted == truth).float().mean()) if len(truth) else 0.0,
+                "test_accuracy": correct / tested if tested else 0.0,
                 "data_wait": stats.data_wait,
                 "samples_per_s": stats.seen / stats.step_s if stats.step_s else 0.0,
             }
@@ -459,31 +520,66 @@ class _Training:
         """Train until the last epoch (True) or a stop request (False, checkpoint written)."""
         total = self.settings.epochs
         while self.epoch < total:
-            if stop.requested:
+            if stop.agreed(self.world):
                 return False  # asked for during the last epoch's end: its checkpoint stands
-            bar = ProgressBar(len(self.loader), f"epoch {self.epoch + 1}/{total}")
+            quiet = None if self.world.is_main else io.StringIO()  # the bar on rank 0 only
+            bar = ProgressBar(len(self.loader), f"epoch {self.epoch + 1}/{total}", quiet)
             finished = _train_epoch(
-                self.model, self.loader, self.optimizer, self.device, self.stats, bar, stop,
-                self.augment, self.speed,
+                self.trainer, self.loader, self.optimizer, self.device, self.stats, bar, stop,
+                self.augment, self.speed, self.world,
             )  # fmt: skip
             bar.close()
             if not finished:
                 self.save(mid_epoch=True)
                 return False
             row = self.finish_epoch()
-            print(
+            _say(
+                self.world,
                 f"epoch {self.epoch}/{total}  train loss {row['train_loss']:.4f}  "
                 f"test acc {row['test_accuracy']:.1%}  data wait {row['data_wait']:.0%}  "
                 f"{row['samples_per_s']:,.0f} samples/s",
-                flush=True,
             )
         return True
+
+
+def _say(world: World, text: str) -> None:
+    """Print on rank 0 only: one job, one log."""
+    if world.is_main:
+        print(text, flush=True)
+
+
+def _restarted_checkpoint(args: argparse.Namespace) -> Path | None:
+    """This job's own checkpoint, when torchrun restarted it after a failure (--max-restarts)."""
+    path = Path(args.out) / CHECKPOINT_NAME
+    if args.resume is not None or not _distributed.auto_resume(path):
+        return None
+    if load_checkpoint(path).get("torchrun_run_id") != _distributed.run_id():
+        return None  # an older job's checkpoint: a restart must not continue someone else's
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     if args.workers < 0:
         raise CommandError(f"--workers must be >= 0, got {args.workers}; use 0 to load in-process")
+    world, device = _distributed.join(device, args.dist_timeout)
+    healthy = True
+    try:
+        return _run(args, device, world)
+    except RuntimeError as error:
+        if not world.active:
+            raise
+        lost = _distributed.lost_rank_error(world, error, "during training")
+        if lost is None:
+            raise
+        healthy = False  # a broken group cannot be torn down collectively
+        raise lost from None
+    finally:
+        world.close(collective=healthy)
+
+
+def _run(args: argparse.Namespace, device: torch.device, world: World) -> int:
+    args.resume = _restarted_checkpoint(args) or args.resume
     checkpoint = load_checkpoint(args.resume) if args.resume is not None else None
     if checkpoint is not None:
         names = [field.name for field in dataclasses.fields(_Settings)]
@@ -495,20 +591,23 @@ def run(args: argparse.Namespace) -> int:
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest
     torch.set_num_threads(args.threads or default_threads(args.workers))
-    training = _Training(args, settings, device)
+    training = _Training(args, settings, device, world)
     if checkpoint is not None:
         training.restore(args.resume, checkpoint)
         where = f", batch {training.stats.batches + 1}" if training.stats.batches else ""
-        print(f"resuming {args.resume} at epoch {training.epoch + 1}/{settings.epochs}{where}")
+        _say(
+            world, f"resuming {args.resume} at epoch {training.epoch + 1}/{settings.epochs}{where}"
+        )
     else:
         training.loader.set_epoch(0)
-    print(
+    ranks = f", {world.size} ranks (torchrun)" if world.active else ""
+    _say(
+        world,
         f"training ResNet-20 on {len(training.loader.dataset):,} images ({args.data}), {device}, "
         f"batch {settings.batch_size}, {args.workers} worker(s), {torch.get_num_threads()} "
-        f"thread(s), {settings.epochs} epoch(s)"
+        f"thread(s), {settings.epochs} epoch(s){ranks}"
         + (", bf16 autocast" if args.bf16 else "")
         + (", channels-last" if args.channels_last else ""),
-        flush=True,
     )
     stop = _StopRequest(args.max_batches)
     try:
@@ -517,12 +616,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         training.loader.close()
     if not finished:
-        print(
+        _say(
+            world,
             f"stopped after {training.epoch} epoch(s) and {training.stats.batches} batch(es); "
             f"checkpoint: {training.path}\n"
             f"continue with: stoker train --data {args.data} --resume {training.path} "
-            f"--out {args.out}"
+            f"--out {args.out}",
         )
         return _INTERRUPTED_EXIT
-    print(f"checkpoint: {training.path}")
+    _say(world, f"checkpoint: {training.path}")
     return 0

@@ -46,6 +46,10 @@ class StatefulSampler(torch.utils.data.Sampler[Any]):
         """Every index of ``epoch``, in order: a list of ints or an int64 array."""
         raise NotImplementedError
 
+    def _epoch_rest(self, epoch: int, skip: int) -> list[int] | npt.NDArray[np.int64]:
+        """``epoch``'s indices after the first ``skip`` (a resumed epoch may deal them anew)."""
+        return self._epoch_indices(epoch)[skip:]
+
     def _begin_epoch(self) -> npt.NDArray[np.int64]:
         """Enter the next epoch; return its indices not yet yielded (after a resume's skip).
 
@@ -58,7 +62,7 @@ class StatefulSampler(torch.utils.data.Sampler[Any]):
         epoch, skip = self.epoch, self._resume_position
         self._iter_epoch, self._resume_position = epoch, 0
         self.epoch = epoch + 1
-        rest = np.asarray(self._epoch_indices(epoch), dtype=np.int64)[skip:]
+        rest = np.asarray(self._epoch_rest(epoch, skip), dtype=np.int64)
         self._base, self._rest_len, self._live = skip, len(rest), None
         return rest
 
