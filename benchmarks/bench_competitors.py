@@ -284,7 +284,7 @@ def main() -> None:
         f"threads, best of {repeats} epoch(s). Rates are samples/s; *per epoch* includes the "
         f"first batch of a fresh iterator; *vs fastest other* is against {fastest[0]}."
         + (f" torch runs {torch_batches} batches (`--quick`)." if torch_batches else "")
-        + (f" Not installed, so skipped: {', '.join(skipped)}." if skipped else "")
+        + (f" Not installed, so skipped: {'; '.join(skipped)}." if skipped else "")
         + f"\n\n{table}\n",
     )
     if args.chart is not None:

@@ -1,4 +1,4 @@
-"""The download path: a tqdm bar on terminals only, clean failures, and the public surface of the package."""
+"""Downloads: a tqdm bar on terminals only, clean failures, the public surface of the package."""
 
 from __future__ import annotations
 
