@@ -39,7 +39,7 @@ def test_the_scanner_sees_ratios_and_rates_but_not_shapes() -> None:
     assert measured_paragraphs(text) == [(text.split("\n\n")[0], ["2.5x", "45,000 samples/s"])]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=[page.relative_to(ROOT).as_posix() for page in PAGES])
 def test_every_measured_number_is_in_the_results_file_linked_next_to_it(page: Path) -> None:
     for paragraph, numbers in measured_paragraphs(page.read_text()):
         links = _RESULTS_LINK.findall(paragraph)
