@@ -27,6 +27,10 @@ class LoaderTimeoutError(WorkerError):
     """No batch arrived within `timeout` seconds; names the worker and the batch it holds."""
 
 
+class LoaderClosedError(StokerError, RuntimeError):
+    """An iterator was used after its loader (or the iterator itself) was closed."""
+
+
 class SharedMemoryError(StokerError, RuntimeError):
     """Shared memory for the batch transport could not be set up (e.g. /dev/shm too small)."""
 

@@ -55,9 +55,9 @@ def test_next_epoch_workers_inherit_the_slots_and_batches_stay_right() -> None:
     kept_for_0 = loader._slot_bank.kept(0)
     iterator = iter(loader)
     first = next(iterator)
-    assert iterator._pool is not None
+    assert iterator._runner is not None
     assert loader._slot_bank.kept(0) == 0  # worker 0 took them all at its start
-    assert len(iterator._pool.workers[0].slots) >= kept_for_0
+    assert len(iterator._runner.workers[0].ring.slots) >= kept_for_0
     assert torch.equal(first[0], expected(dataset, 0, 8))
     for position, (images, _labels) in enumerate(iterator, start=1):
         assert torch.equal(images, expected(dataset, position, 8))
@@ -130,7 +130,7 @@ loader = DataLoader(BatchedDataset(n=200, shape=(3, 32, 32)), batch_size=8, num_
 iterator = iter(loader)
 for step, _batch in enumerate(iterator):
     if step == 5:
-        print(*(w.process.pid for w in iterator._pool.workers), flush=True)
+        print(*(w.process.pid for w in iterator._runner.workers), flush=True)
 # the interpreter exits right after the epoch, while the helper thread may still be joining
 """
 

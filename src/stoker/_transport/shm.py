@@ -6,7 +6,8 @@ once*: both processes keep their mappings, so the memory lives exactly as long a
 it, and nothing is left in /dev/shm even if either process is later SIGKILLed. The only window
 where a name exists is between creation and the loader's first map; names carry the loader's pid
 and a per-pool token so that leftovers from that window are swept by :func:`unlink_leftovers`
-(at shutdown, and by an orphaned worker on its way out).
+(at shutdown) or, when the loader itself was killed, by the next loader
+(:func:`stoker._transport.ring.sweep_orphans`).
 """
 
 from __future__ import annotations
@@ -104,15 +105,17 @@ def unlink(name: str) -> None:
         os.unlink(_SHM_DIR / name)
 
 
+def list_names() -> list[str]:
+    """Every stoker slot name in /dev/shm, of any process."""
+    try:
+        return [entry.name for entry in _SHM_DIR.glob(f"{_NAME_PREFIX}*")]
+    except OSError:
+        return []
+
+
 def unlink_leftovers(prefix: str) -> list[str]:
     """Remove every slot name starting with ``prefix``; returns what was removed."""
-    removed: list[str] = []
-    try:
-        entries = list(_SHM_DIR.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        if entry.name.startswith(prefix):
-            unlink(entry.name)
-            removed.append(entry.name)
+    removed = [name for name in list_names() if name.startswith(prefix)]
+    for name in removed:
+        unlink(name)
     return removed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import traceback
 from dataclasses import dataclass
+from typing import NoReturn
 
 
 @dataclass
@@ -24,11 +25,20 @@ class RemoteError:
             pickled_type: bytes | None = pickle.dumps(type(error))
         except Exception:  # a type defined in a closure, say: re-raised as RuntimeError
             pickled_type = None
+        try:
+            message = str(error)
+            traceback_text = "".join(traceback.format_exception(error))
+        except Exception as str_error:  # an exception whose __str__ raises
+            message = f"<str() of the {type(error).__qualname__} raised {str_error!r}>"
+            traceback_text = (
+                "".join(traceback.format_tb(error.__traceback__))
+                + f"{type(error).__qualname__}: {message}\n"
+            )
         return cls(
             worker_id=worker_id,
             type_name=type(error).__qualname__,
-            message=str(error),
-            traceback_text="".join(traceback.format_exception(error)),
+            message=message,
+            traceback_text=traceback_text,
             notes=list(getattr(error, "__notes__", [])),
             pickled_type=pickled_type,
         )
@@ -42,7 +52,7 @@ class RemoteError:
             f"{where}.\nOriginal {self.traceback_text}"
         )
 
-    def reraise(self) -> None:
+    def reraise(self) -> NoReturn:
         """Raise the worker's exception type with torch's message layout."""
         message = self.description()
         exc_type: type[BaseException] = RuntimeError

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from stoker.cli import bench, eval_voc, train
+from stoker.cli import bench, eval_voc, show, train
 from stoker.cli._checkpoint import load_checkpoint
 from stoker.cli._common import CommandError
 from stoker.cli._shapes import SHAPES, write_demo_cifar, write_demo_voc
@@ -165,8 +165,13 @@ def _optional(step: Callable[[], object]) -> bool:
 
 
 def _call(command: str, argv: list[str]) -> None:
-    """Run another subcommand in this process, through the same parser a user's call goes."""
-    from stoker.cli import build_parser
-
-    args = build_parser().parse_args([command, *argv])
+    """Run another subcommand in this process, through the same registration a user's call
+    goes through (this module cannot import the full parser: that parser imports it)."""
+    parser = argparse.ArgumentParser(prog="stoker")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _SUBCOMMANDS[command].register(commands)
+    args = parser.parse_args([command, *argv])
     args.run(args)
+
+
+_SUBCOMMANDS = {"train": train, "show": show}

@@ -11,8 +11,16 @@ from dataclasses import dataclass
 
 @dataclass
 class Progress:
-    """The epoch being iterated, the seed its samples derive from, batches handed out."""
+    """The epoch being iterated, the seed its samples derive from, how far delivery got.
+
+    ``batches_yielded`` counts batches handed to the user; ``positions_done`` counts the
+    index source's positions (sampler batches, or stream batches) consumed in order: delivered,
+    raised to the user, or dropped whole under on_error="skip". A resume continues after
+    ``positions_done``.
+    """
 
     epoch: int
     sample_seed: int
     batches_yielded: int
+    positions_done: int = 0
+    started: bool = False  # a first batch was asked for: the epoch is under way

@@ -1,133 +1,174 @@
-"""The thread-worker iterator (worker_mode="thread"): batches made by a pool of threads.
+"""ThreadRunner: tasks run on worker threads (worker_mode="thread").
 
 For in-memory datasets whose work releases the GIL (numpy gathers, torch ops, batched
 transforms) threads beat processes: nothing is forked, pickled or copied into shared memory,
-and a batch is handed over as the very tensors the worker made. Invariants:
-* at most ``prefetch_factor * num_workers`` batches are submitted and not yet delivered;
-* batches are delivered in sampler order (``in_order=False``: as they finish);
-* each thread has its own :class:`BatchFetcher` and worker id, so skipped-sample bookkeeping and
-  ``get_worker_info()`` stay per worker; randomness comes from (seed, epoch, index) as always.
+and a batch is handed over as the very tensors the worker made.
+
+Invariants:
+* worker ``i`` is one daemon thread with its own task queue, fetcher and ``get_worker_info()``,
+  so tasks are assigned exactly as to processes, and a thread stuck in the dataset never keeps
+  the interpreter from exiting;
+* the threads hold the runner's queues and plain settings, never the runner or the engine: a
+  dropped iterator can always be collected and its threads told to stop;
+* a task of a pass that is no longer current is skipped unrun, its result never delivered.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
+import queue
+import sys
 import threading
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any
+import traceback
+from dataclasses import dataclass
+from typing import Any
 
+from stoker._fetch import EMPTY_BATCH
+from stoker._transport.messages import Task
 from stoker._worker import info
-from stoker._worker.fetch import EMPTY_BATCH, BatchFetcher
-from stoker.errors import LoaderTimeoutError
 from stoker.loader import _pin
-from stoker.loader._progress import Progress
+from stoker.loader._events import NOTHING, Event, Finished, InitFailed, Raised
+from stoker.loader._plan import EpochPlan, FetchSettings
 
-if TYPE_CHECKING:
-    from stoker.loader.dataloader import DataLoader
+_STOP: Any = None  # a thread's queue sentinel
 
 
-def _start_worker(
-    local: threading.local, ids: Iterator[int], loader: DataLoader, sample_seed: int
+@dataclass
+class _Shared:
+    """What the threads and the runner both see: the current pass, the results queue."""
+
+    current_pass: int
+    results: queue.SimpleQueue[Event]
+
+
+def _thread_main(
+    worker_id: int,
+    tasks: queue.SimpleQueue[Task | None],
+    shared: _Shared,
+    fetch: FetchSettings,
+    num_workers: int,
+    seed: int,
+    worker_init_fn: Any,
+    pin: bool,
 ) -> None:
-    worker_id = next(ids)
-    info._set_thread_worker_info(
-        info.WorkerInfo(worker_id, loader.num_workers, loader.seed, loader.dataset)
-    )
-    local.fetcher = loader._fetcher(sample_seed)
-    if loader.worker_init_fn is not None:
-        loader.worker_init_fn(worker_id)
+    info._set_thread_worker_info(info.WorkerInfo(worker_id, num_workers, seed, fetch.dataset))
+    try:
+        if worker_init_fn is not None:
+            worker_init_fn(worker_id)
+    except Exception as error:
+        error.add_note(f"stoker: raised in worker_init_fn({worker_id}) in a worker thread")
+        shared.results.put(InitFailed(worker_id, error))
+        return
+    fetchers: dict[int, Any] = {}
+    while True:
+        task = tasks.get()
+        if task is None:  # _STOP
+            return
+        if task.pass_id != shared.current_pass:
+            continue  # its pass was abandoned: nobody will read the batch
+        fetcher = fetchers.get(task.sample_seed)
+        if fetcher is None:
+            fetchers.clear()
+            fetcher = fetchers[task.sample_seed] = fetch.fetcher(task.sample_seed)
+        try:
+            batch = fetcher.fetch(task.epoch, task.indices)
+        except Exception as error:
+            fetcher.skipped = []
+            shared.results.put(Raised(task.seq, worker_id, error))
+            continue
+        skipped, fetcher.skipped = tuple(fetcher.skipped), []
+        if batch is EMPTY_BATCH:
+            batch = NOTHING
+        elif pin:
+            batch = _pin.pin(batch)  # on the worker thread, off the training loop's
+        if task.pass_id == shared.current_pass:
+            shared.results.put(Finished(task.seq, worker_id, batch, skipped))
 
 
-def _make_batch(
-    local: threading.local, epoch: int, pin: bool, indices: Any
-) -> tuple[Any, list[tuple[int, int, str]]]:
-    fetcher: BatchFetcher = local.fetcher
-    batch = fetcher.fetch(epoch, indices)
-    skipped, fetcher.skipped = fetcher.skipped, []
-    if pin and batch is not EMPTY_BATCH:
-        batch = _pin.pin(batch)  # on the worker thread, off the training loop's
-    return batch, skipped
+class ThreadRunner:
+    """``num_workers`` daemon threads, each fed its own tasks."""
 
+    def __init__(self, plan: EpochPlan):
+        workers = plan.workers
+        self._shared = _Shared(-1, queue.SimpleQueue())
+        self._queues: list[queue.SimpleQueue[Task | None]] = []
+        self._threads: list[threading.Thread] = []
+        pin = workers.pin and _pin.pinning_available()
+        for worker_id in range(workers.num_workers):
+            tasks: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+            thread = threading.Thread(
+                target=_thread_main,
+                args=(
+                    worker_id,
+                    tasks,
+                    self._shared,
+                    plan.fetch,
+                    workers.num_workers,
+                    workers.base_seed + worker_id,
+                    workers.worker_init_fn,
+                    pin,
+                ),
+                name=f"stoker-worker-{worker_id}",
+                daemon=True,
+            )
+            self._queues.append(tasks)
+            self._threads.append(thread)
+        self._started = False
+        self._closed = False
 
-class ThreadWorkerIterator(Iterator[Any]):
-    """Feeds a thread pool batches of indices and yields their batches in order."""
+    @property
+    def current_pass(self) -> int:
+        return self._shared.current_pass
 
-    def __init__(self, loader: DataLoader, progress: Progress):
-        self._loader = loader
-        self.progress = progress
-        self._in_order = loader.in_order
-        self._timeout = loader.timeout or None
-        self._pin = loader.pin_memory and _pin.pinning_available()
-        # The threads get module-level functions and plain state, never this iterator: a thread
-        # holding the iterator would keep it alive, and `break` could not stop the pool.
-        local = threading.local()
-        self._pool = ThreadPoolExecutor(
-            loader.num_workers,
-            thread_name_prefix="stoker-worker",
-            initializer=_start_worker,
-            initargs=(local, itertools.count(), loader, progress.sample_seed),
-        )
-        self._make = functools.partial(_make_batch, local, progress.epoch, self._pin)
-        self._indices = iter(loader._index_sampler)
-        self._pending: deque[Future[Any]] = deque()
-        assert loader.prefetch_factor is not None
-        self._budget = loader.prefetch_factor * loader.num_workers
-        self._fill()
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
-    def _fill(self) -> None:
-        while len(self._pending) < self._budget:
-            indices = next(self._indices, None)
-            if indices is None:
-                return
-            self._pending.append(self._pool.submit(self._make, indices))
-
-    def __iter__(self) -> ThreadWorkerIterator:
-        return self
-
-    def __next__(self) -> Any:
-        while True:
-            if not self._pending:
-                self.close()
-                raise StopIteration
-            future = self._pending[0] if self._in_order else self._first_done()
-            self._pending.remove(future)
+    def begin(self, plan: EpochPlan) -> None:
+        self._shared.current_pass = plan.pass_id
+        while True:  # outcomes of an abandoned pass
             try:
-                batch, skipped = future.result(timeout=self._timeout)
-            except FutureTimeout:
-                self.close()
-                raise LoaderTimeoutError(
-                    f"DataLoader timed out after {self._timeout} s waiting for a batch from its "
-                    "worker threads; the dataset may be stuck (I/O, a lock). Raise timeout= if "
-                    "loading a batch legitimately takes longer."
-                ) from None
-            except BaseException:
-                self.close()
-                raise
-            self._fill()
-            if skipped:
-                self._loader.skipped.extend(skipped)
-                self._loader._check_error_budget()
-            if batch is EMPTY_BATCH:
-                continue
-            self.progress.batches_yielded += 1
-            return batch
+                self._shared.results.get_nowait()
+            except queue.Empty:
+                break
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
 
-    def _first_done(self) -> Future[Any]:
-        done, _ = wait(self._pending, timeout=self._timeout, return_when=FIRST_COMPLETED)
-        return next(iter(done)) if done else self._pending[0]
+    def submit(self, worker_id: int, task: Task) -> None:
+        self._queues[worker_id].put(task)
 
-    def close(self) -> None:
-        """Stop the threads; batches being made are dropped."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def poll(self, timeout_s: float) -> list[Event]:
+        results = self._shared.results
+        try:
+            events = [results.get(timeout=timeout_s)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                events.append(results.get_nowait())
+            except queue.Empty:
+                return events
 
-    def __del__(self) -> None:
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+    def restart(self, worker_id: int) -> None:  # pragma: no cover - threads do not die alone
+        raise AssertionError("worker threads are not restarted")
 
-    def __len__(self) -> int:
-        return len(self._loader)
+    def describe(self, worker_id: int) -> str:
+        return f"worker thread {worker_id} ({self._threads[worker_id].name})"
+
+    def stack_of(self, worker_id: int) -> str:
+        ident = self._threads[worker_id].ident
+        frame = sys._current_frames().get(ident) if ident is not None else None
+        return "".join(traceback.format_stack(frame)).strip() if frame is not None else ""
+
+    def end_pass(self) -> None:
+        pass
+
+    def close(self, wait: bool = True) -> None:
+        """Tell every thread to stop; a thread stuck in the dataset is left behind (daemon)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._shared.current_pass = -1  # queued tasks are skipped, late results dropped
+        for tasks in self._queues:
+            tasks.put(_STOP)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
 import torch.utils.data
 
-from stoker._worker.fetch import BatchFetcher
+from stoker._transport.bank import SlotBank
 from stoker.collate import default_collate, default_convert
-from stoker.errors import TooManyErrorsError
+from stoker.loader._engine import Delivery, Runner
+from stoker.loader._inline import InlineRunner
+from stoker.loader._plan import EpochPlan, ErrorBudget, FetchSettings, WorkerSettings
+from stoker.loader._pool import ProcessPool, resolve_context
 from stoker.loader._progress import Progress
+from stoker.loader._threads import ThreadRunner
 from stoker.samplers import BatchSampler, RandomSampler, SequentialSampler
 
 __all__ = ["DataLoader"]
@@ -154,8 +159,6 @@ class DataLoader(Iterable[Any]):
         )
 
         if num_workers > 0 and worker_mode == "process":
-            from stoker.loader._pool import resolve_context
-
             resolve_context(multiprocessing_context)  # fail here, not at the first iter()
         self.dataset = dataset
         self.num_workers = num_workers
@@ -213,8 +216,10 @@ class DataLoader(Iterable[Any]):
         self._epoch_seed = self.seed
         self._resume: dict[str, Any] | None = None
         self._progress: Progress | None = None
-        self._workers: Any = None  # the persistent worker pool, when persistent_workers
-        self._slot_bank: Any = None  # without them: slots kept for the next epoch's workers
+        self._runner: Runner | None = None  # the persistent workers, when persistent_workers
+        self._slot_bank: SlotBank | None = None  # without them: slots for the next epoch's workers
+        self._pass_count = 0  # passes begun: each iter() is a new pass with a new id
+        self._active: weakref.ref[Delivery] | None = None  # the latest pass's iterator
 
     # -- iteration -----------------------------------------------------------------------------
 
@@ -234,57 +239,100 @@ class DataLoader(Iterable[Any]):
 
     def __iter__(self) -> Iterator[Any]:
         resume, self._resume = self._resume, None
+        previous = self._progress
+        skip = 0
         if resume is not None:
             epoch, skip = int(resume["epoch"]), int(resume["batches_yielded"])
             self._epoch_seed = int(resume["sample_seed"])
             if resume.get("sampler") is not None:
                 self._index_sampler.load_state_dict(resume["sampler"])
+        elif previous is not None and not previous.started and previous.epoch + 1 == self._epoch:
+            # The last iter() was never iterated (a framework checking the loader): it did not
+            # use up its epoch, which this pass takes over.
+            epoch = previous.epoch
         else:
-            epoch, skip = self._epoch, 0
+            epoch = self._epoch
             if self._seed_per_epoch:
                 self._epoch_seed = _draw_seed(self.generator)
             sampler = self._index_sampler
             if self._owns_sampler and sampler is not None:
                 sampler.set_epoch(epoch)
         self._epoch = epoch + 1
-        self._progress = Progress(epoch, self._epoch_seed, skip)
-        if self.num_workers == 0:
-            from stoker.loader._single import InProcessIterator
+        # A map-style sampler resumes itself from its state; a stream is replayed and its first
+        # `skip` batches dropped.
+        replay = skip if self._is_iterable else 0
+        self._progress = Progress(epoch, self._epoch_seed, skip, positions_done=skip - replay)
+        self._pass_count += 1
+        plan = EpochPlan(
+            pass_id=self._pass_count,
+            epoch=epoch,
+            sample_seed=self._epoch_seed,
+            indices=None if self._is_iterable else iter(self._index_sampler),
+            skip_batches=replay,
+            fetch=self._fetch_settings(),
+            workers=self._worker_settings(),
+            budget=ErrorBudget(self.max_errors, self._samples_per_epoch()),
+            skipped=self.skipped,
+            in_order=self.in_order,
+            length=self._length_or_none(),
+        )
+        runner, owned = self._runner_for(plan)
+        iterator = Delivery(plan, runner, self._progress, owns_runner=owned)
+        self._active = weakref.ref(iterator)
+        return iterator
 
-            return InProcessIterator(self, self._progress)
-        if self.worker_mode == "thread":
-            from stoker.loader._threads import ThreadWorkerIterator
+    def _runner_for(self, plan: EpochPlan) -> tuple[Runner, bool]:
+        """The runner for this pass, and whether the pass owns it (else the loader keeps it)."""
+        mode = plan.workers.mode
+        if mode == "inline":
+            return InlineRunner(plan), True
+        if self._runner is not None and not self._runner.closed:
+            return self._runner, False
+        runner: Runner
+        if mode == "thread":
+            runner = ThreadRunner(plan)
+        else:
+            if self._slot_bank is None and ProcessPool.can_bank(plan.workers):
+                self._slot_bank = SlotBank(per_worker=ProcessPool.slots_per_worker(plan.workers))
+            runner = ProcessPool(plan, None if self.persistent_workers else self._slot_bank)
+        if self.persistent_workers:
+            self._runner = runner
+            return runner, False
+        return runner, True
 
-            return ThreadWorkerIterator(self, self._progress)
-        from stoker.loader._multi import MultiProcessIterator
-
-        return MultiProcessIterator(self, self._progress)
-
-    def _fetcher(self, sample_seed: int) -> BatchFetcher:
-        """The batch builder for this loader's settings (in-process and thread workers)."""
-        return BatchFetcher(
-            self.dataset,
-            self._auto_collation,
-            self.collate_fn,
-            self.batch_transform,
-            sample_seed,
+    def _fetch_settings(self) -> FetchSettings:
+        return FetchSettings(
+            dataset=self.dataset,
+            auto_collation=self._auto_collation,
+            collate_fn=self.collate_fn,
+            batch_transform=self.batch_transform,
             on_error=self.on_error,
             check_indices=not self._owns_sampler,
+            is_iterable=self._is_iterable,
+            batch_size=self.batch_size,
+            drop_last=self.drop_last,
         )
 
-    def _check_error_budget(self) -> None:
-        # The budget is per epoch: a count, or a fraction of the epoch's samples.
-        budget = self.max_errors
-        if isinstance(budget, float) and budget < 1:
-            budget = budget * self._samples_per_epoch()
-        epoch, index, error = self.skipped[-1]
-        failed = sum(1 for skipped in self.skipped if skipped[0] == epoch)
-        if failed > budget:
-            raise TooManyErrorsError(
-                f"{failed} samples failed in epoch {epoch} and were skipped, more than "
-                f"max_errors={self.max_errors!r} allows (latest: index {index}: {error}). "
-                "Inspect loader.skipped for the list; fix the data or raise max_errors."
-            )
+    def _worker_settings(self) -> WorkerSettings:
+        return WorkerSettings(
+            num_workers=self.num_workers,
+            mode="inline" if self.num_workers == 0 else self.worker_mode,
+            prefetch_factor=self.prefetch_factor or 1,
+            persistent=self.persistent_workers,
+            context=self.multiprocessing_context,
+            worker_init_fn=self.worker_init_fn,
+            base_seed=self.seed,
+            timeout_s=self.timeout,
+            on_worker_death=self.on_worker_death,
+            max_worker_restarts=self.max_worker_restarts,
+            pin=self.pin_memory,
+        )
+
+    def _length_or_none(self) -> int | None:
+        try:
+            return len(self)
+        except TypeError:
+            return None
 
     def _samples_per_epoch(self) -> int:
         try:
@@ -293,16 +341,20 @@ class DataLoader(Iterable[Any]):
             return 0
 
     def close(self) -> None:
-        """Stop the persistent workers, if any (also done when the loader is collected)."""
-        pool, self._workers = self._workers, None
+        """Stop the workers — the persistent ones and the live iterator's (also done when the
+        loader is collected). An iterator used after this raises LoaderClosedError."""
+        runner, self._runner = self._runner, None
         self._slot_bank = None
-        if pool is not None:
-            pool.shutdown()
+        active = self._active() if self._active is not None else None
+        if active is not None:
+            active.close()
+        if runner is not None:
+            runner.close()
 
     def __del__(self) -> None:
-        pool = getattr(self, "_workers", None)
-        if pool is not None:
-            pool.shutdown()
+        runner = getattr(self, "_runner", None)
+        if runner is not None:
+            runner.close()
 
     def __len__(self) -> int:
         if self._is_iterable:
@@ -329,7 +381,7 @@ class DataLoader(Iterable[Any]):
                 "sampler": None,
                 "fresh": True,
             }
-        yielded = progress.batches_yielded
+        yielded = progress.positions_done  # delivered, raised or skipped whole: all consumed
         sampler_state = None
         sampler = self._index_sampler
         if sampler is not None and hasattr(sampler, "state_dict"):

@@ -20,7 +20,10 @@ EMPTY_BATCH: Any = object()
 """Returned by ``fetch`` when on_error="skip" dropped every sample of a batch."""
 
 
-def _describe(indices: Sequence[int]) -> str:
+def describe_indices(indices: Any) -> str:
+    """Up to eight of a batch's indices, for error messages."""
+    if not isinstance(indices, list | tuple):
+        return f"[{indices}]"
     shown = ", ".join(str(i) for i in list(indices)[:8])
     return f"[{shown}{', ...' if len(indices) > 8 else ''}]"
 
@@ -131,9 +134,8 @@ class BatchFetcher:
             except Exception as error:
                 if self.on_error == "skip":
                     return None
-                error.add_note(
-                    f"stoker: raised in __getitems__ for dataset indices {_describe(indices)}"
-                )
+                where = describe_indices(indices)
+                error.add_note(f"stoker: raised in __getitems__ for dataset indices {where}")
                 raise
 
     def finish(self, epoch: int, indices: Sequence[int], samples: Any) -> Any:
@@ -141,12 +143,17 @@ class BatchFetcher:
         try:
             batch = self.collate_fn(samples)
         except Exception as error:
-            error.add_note(f"stoker: raised while collating dataset indices {_describe(indices)}")
+            error.add_note(
+                f"stoker: raised while collating dataset indices {describe_indices(indices)}"
+            )
             raise
         if self.batch_transform is not None:
             with sample_context(self.seed, epoch, indices):
                 batch = self.batch_transform(batch)
         return batch
+
+
+_STREAM_END: Any = object()
 
 
 class IterableFetcher:
@@ -167,6 +174,14 @@ class IterableFetcher:
         self._drop_last = drop_last
         self._position = position_offset
         self._stride = position_stride
+
+    def skip_batches(self, count: int) -> None:
+        """Walk past ``count`` batches without building them (a replacement worker's catch-up)."""
+        size = 1 if self._batch_size is None else self._batch_size
+        for _ in range(count * size):
+            if next(self._stream, _STREAM_END) is _STREAM_END:
+                return
+            self._position += self._stride
 
     def next_batch(self, epoch: int) -> Any:
         """The next batch, or raise StopIteration when the stream ends."""
