@@ -1,9 +1,16 @@
-"""Shared benchmark helpers: timing loops, CIFAR-shaped in-memory datasets, table printing."""
+"""Shared benchmark helpers: timing loops, CIFAR-shaped datasets, tables, results files."""
 
 from __future__ import annotations
 
+import datetime
+import os
+import platform
+import re
+import shlex
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,3 +90,119 @@ def print_table(title: str, rows: list[tuple[str, float]], reference: str) -> No
     print(f"  {'loader':58s} {'samples/s':>12s} {'vs ' + reference[:18]:>22s}")
     for name, rate in rows:
         print(f"  {name:58s} {rate:12,.0f} {rate / ref:21.2f}x")
+
+
+def rate_rows(rows: list[tuple[str, float]], reference: str) -> list[list[str]]:
+    """``(name, samples/s)`` rows as Markdown cells with the ratio to ``reference``'s rate."""
+    ref = dict(rows)[reference]
+    return [[name, f"{rate:,.0f}", f"{rate / ref:.2f}x"] for name, rate in rows]
+
+
+# --- results files -------------------------------------------------------------------------
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_LOAD_AT_START = os.getloadavg()  # this module is imported when a benchmark starts
+
+
+_DUNDER = re.compile(r"(?<!`)(__\w+?__)(?!`)")  # __getitems__ would render as bold
+_NUMBER = re.compile(r"[-+]?[\d,.]+(x|%| ms| s)?")
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A GitHub Markdown table; columns that hold only numbers are right-aligned."""
+    rows = [[_DUNDER.sub(r"`\1`", str(cell)) for cell in row] for row in rows]
+    numeric = [
+        bool(rows) and all(_NUMBER.fullmatch(row[column].strip("*")) for row in rows)
+        for column in range(len(headers))
+    ]
+    lines = ["| " + " | ".join(headers) + " |"]
+    lines.append("|" + "".join(" ---: |" if right else " --- |" for right in numeric))
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> str:
+    try:
+        pages, page_bytes = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return "unknown"
+    return f"{pages * page_bytes / 2**30:.0f} GiB"
+
+
+def _version(module: str) -> str:
+    try:
+        return str(__import__(module).__version__)
+    except ImportError:
+        return "not installed"
+
+
+def _c_modules() -> str:
+    built = []
+    for name in ("stoker.transforms._cfused", "stoker._cmix"):
+        try:
+            __import__(name)
+            built.append(name.rsplit(".", 1)[1])
+        except ImportError:
+            pass
+    return ", ".join(built) if built else "none (numpy/torch fallbacks)"
+
+
+def _gpu() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return "none (CPU only)"
+
+
+def environment_lines() -> list[str]:
+    """Machine, versions, date and command of this run, as Markdown list items."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    end = os.getloadavg()
+    command = shlex.join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    lines = [
+        f"- **command**: `{command}` (from the repository root)",
+        f"- **date**: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- **machine**: {platform.system()} {platform.machine()}, {_cpu_model()}, {cores} "
+        f"cores available, {_memory_gib()} memory, GPU: {_gpu()}",
+        f"- **load average** (1 min) at start / end: {_LOAD_AT_START[0]:.2f} / {end[0]:.2f}",
+        f"- **versions**: Python {platform.python_version()}, torch {torch.__version__}, "
+        f"torchvision {_version('torchvision')}, numpy {np.__version__}, "
+        f"stoker {stoker.__version__}; C modules built: {_c_modules()}",
+    ]
+    note = os.environ.get("BENCH_NOTE")
+    if note:
+        lines.append(f"- **note**: {note}")
+    return lines
+
+
+def write_results(name: str, title: str, body: str) -> Path:
+    """Write ``benchmarks/results/<name>.md``: ``title``, this run's environment, ``body``.
+
+    ``body`` is Markdown (tables and sentences). The file is the benchmark's latest result:
+    each run replaces it, and the docs link to it instead of copying its numbers.
+    ``BENCH_NOTE`` in the environment adds a line (say, that the machine was shared).
+    """
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}.md"
+    header = [
+        f"# {title}",
+        "",
+        "Written by the benchmark itself; rerun the command below to replace it. Rates move",
+        "with machine load: compare the ratios within this file, not rates across files.",
+        "",
+        *environment_lines(),
+        "",
+        "",
+    ]
+    path.write_text("\n".join(header) + body.rstrip() + "\n")
+    print(f"\nresults: {path}")
+    return path

@@ -38,7 +38,9 @@ import torch
 from torchvision.transforms import v2
 
 import stoker
+from _common import markdown_table, write_results
 from _competitors import (
+    TRAIN_IMAGES,
     epoch_rates,
     numpy_seed_batch,
     seed_pipeline,
@@ -259,6 +261,32 @@ def main() -> None:
             f"{steady:10,.0f} {steady / torch_steady:8.1f}x {first * 1e3:8.0f}ms"
         )
     print(f"fastest other loader (per epoch): {fastest[0]}")
+    table = markdown_table(
+        ["loader", "per epoch", "vs torch", "vs fastest other", "steady", "1st batch"],
+        [
+            [
+                f"**{name}**" if name.startswith("stoker") else name,
+                f"{rate:,.0f}",
+                f"{rate / torch_rate:.1f}x",
+                f"{rate / fastest[1]:.2f}x",
+                f"{steady:,.0f}",
+                f"{first * 1e3:.0f} ms",
+            ]
+            for name, rate, steady, first in rows
+        ],
+    )
+    skipped = [name for name, module, *_ in candidates if module and not available(module)]
+    write_results(
+        "bench_competitors",
+        "Where stoker stands: the seed's CIFAR-10 pipeline through other loaders",
+        f"{TRAIN_IMAGES:,} random images in the real CIFAR-10 files, batch {BATCH}, shuffled, "
+        f"the seed's train transform with a crop and a flip per sample, {WORKERS} workers or "
+        f"threads, best of {repeats} epoch(s). Rates are samples/s; *per epoch* includes the "
+        f"first batch of a fresh iterator; *vs fastest other* is against {fastest[0]}."
+        + (f" torch runs {torch_batches} batches (`--quick`)." if torch_batches else "")
+        + (f" Not installed, so skipped: {'; '.join(skipped)}." if skipped else "")
+        + f"\n\n{table}\n",
+    )
     if args.chart is not None:
         draw_chart(rows, fastest, args.chart)
         print(f"chart: {args.chart}")

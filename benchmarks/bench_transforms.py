@@ -36,6 +36,7 @@ import PIL.Image
 import torch
 from torchvision.transforms import v2
 
+from _common import markdown_table, write_results
 from _competitors import seed_pipeline
 from stoker import seeding
 from stoker import transforms as T
@@ -134,7 +135,7 @@ def main() -> None:
             np.copyto(out_batch, data[start : start + bs])
         return (n // bs) * bs
 
-    results = {}
+    results, fault_rates = {}, {}
     for name, fn in [
         ("torchvision v2 per sample (PIL, as CIFAR10)", tv_pil),
         ("torchvision v2 per sample (CHW tensor)", tv_tensor),
@@ -147,6 +148,7 @@ def main() -> None:
     ]:
         fn()  # warm-up
         results[name], faults = best_of(args.repeats, fn)
+        fault_rates[name] = faults
         print(f"  {name:46s} {results[name]:>12,.0f} images/s  {faults:5.2f} faults/img")
 
     tv_best = max(
@@ -156,14 +158,35 @@ def main() -> None:
     batched = results[f"stoker batched ({bs}, NHWC numpy)"]
     tv_pil = results["torchvision v2 per sample (PIL, as CIFAR10)"]
     ceiling = results["ceiling: u8 read + f32 write, new output"]
-    print(f"stoker batched / torchvision per sample, faster (tensor): {batched / tv_best:6.1f}x")
-    print(f"stoker batched / torchvision per sample, PIL as CIFAR10:  {batched / tv_pil:6.1f}x")
-    print(f"stoker batched / memory-bandwidth ceiling:                {batched / ceiling:6.1%}")
+    summary = [
+        ("stoker batched / torchvision per sample (its faster, tensor path)", batched / tv_best),
+        ("stoker batched / torchvision per sample (PIL, as CIFAR10)", batched / tv_pil),
+    ]
+    shares = [
+        ("stoker batched / memory-bandwidth ceiling (new output per batch)", batched / ceiling)
+    ]
     for name in (
         "  reference: into a touched epoch array",
         "  reference: into one reused batch (cache)",
     ):
-        print(f"stoker batched / ceiling {name.strip()[11:]:32s} {batched / results[name]:6.1%}")
+        shares.append((f"stoker batched / ceiling {name.strip()[11:]}", batched / results[name]))
+    for label, ratio in summary:
+        print(f"{label:70s} {ratio:6.1f}x")
+    for label, share in shares:
+        print(f"{label:70s} {share:6.1%}")
+    table = markdown_table(
+        ["pipeline", "images/s", "minor faults/image"],
+        [[name.strip(), f"{results[name]:,.0f}", f"{fault_rates[name]:.2f}"] for name in results],
+    )
+    lines = [f"- {label}: **{ratio:.1f}x**" for label, ratio in summary]
+    lines += [f"- {label}: **{share:.1%}**" for label, share in shares]
+    write_results(
+        "bench_transforms",
+        "The seed's CIFAR-10 train transform, one core: torchvision v2 vs stoker",
+        f"{n:,} uint8 32x32x3 images, batch {bs}, one torch thread, best of {args.repeats}; "
+        "RandomCrop(32, padding=4), RandomHorizontalFlip, ToImage, ToDtype(float32, scale), "
+        f"Normalize. Per-sample rows run {subset:,} images.\n\n{table}\n\n" + "\n".join(lines),
+    )
 
 
 if __name__ == "__main__":

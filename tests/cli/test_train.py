@@ -116,15 +116,18 @@ class _SlowLoader:
 
 
 class _Bar:
-    """Records the progress line's fields instead of drawing them."""
+    """Records the progress line's fields instead of drawing them (tqdm's interface)."""
+
+    disable = False
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.n = 0
 
-    def due(self, done: int) -> bool:
-        return True
+    def update(self, n: int = 1) -> None:
+        self.n += n
 
-    def update(self, done: int, fields: str = "") -> None:
+    def set_postfix_str(self, fields: str = "", refresh: bool = True) -> None:
         self.lines.append(fields)
 
 

@@ -1,19 +1,44 @@
-"""The download path: progress on stderr, clean failures, and the public surface of the package."""
+"""Downloads: a tqdm bar on terminals only, clean failures, the public surface of the package."""
 
 from __future__ import annotations
 
+import io
 import logging
+import sys
 from pathlib import Path
 
 import pytest
+import tqdm.auto
 
 import stoker.datasets
-from stoker.datasets import CIFAR10, testdata
+from stoker.datasets import CIFAR10, _download, testdata
 from stoker.datasets._download import download_and_extract, file_md5
 from stoker.errors import DatasetError, UnsafeDataError
 
 
-def test_progress_bar_goes_to_stderr(  # type: ignore[no-untyped-def]
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal, as tqdm's ``disable=None`` asks."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_is_tqdm_on_a_terminal(  # type: ignore[no-untyped-def]
+    tmp_path: Path, file_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    testdata.write_cifar10(tmp_path / "src")
+    _, md5 = testdata.make_tarball(
+        tmp_path / "src" / "cifar-10-batches-py", file_server.directory / "c.tgz"
+    )
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    download_and_extract(file_server.url("c.tgz"), tmp_path / "data", "c.tgz", md5)
+    drawn = terminal.getvalue()
+    assert "downloading c.tgz" in drawn and "100%" in drawn and "\r" in drawn
+    assert _download.tqdm is tqdm.auto.tqdm  # a widget in notebooks, a bar in terminals
+
+
+def test_no_progress_bar_off_a_terminal(  # type: ignore[no-untyped-def]
     tmp_path: Path, file_server, capfd: pytest.CaptureFixture[str]
 ) -> None:
     testdata.write_cifar10(tmp_path / "src")
@@ -22,8 +47,8 @@ def test_progress_bar_goes_to_stderr(  # type: ignore[no-untyped-def]
     )
     download_and_extract(file_server.url("c.tgz"), tmp_path / "data", "c.tgz", md5)
     out, err = capfd.readouterr()
-    assert out == ""
-    assert "downloading c.tgz" in err and "100%" in err
+    assert out == "" and err == ""  # logs get no carriage-return spam
+    assert (tmp_path / "data" / "cifar-10-batches-py" / "data_batch_1").is_file()
 
 
 def test_missing_file_on_the_server_names_the_url_and_leaves_nothing(  # type: ignore[no-untyped-def]
@@ -38,16 +63,18 @@ def test_missing_file_on_the_server_names_the_url_and_leaves_nothing(  # type: i
 
 @pytest.mark.parametrize("length", ["12abc", "-5", "1e3", "\u00b2", ""])
 def test_garbled_content_length_means_size_unknown(  # type: ignore[no-untyped-def]
-    tmp_path: Path, file_server, capfd: pytest.CaptureFixture[str], length: str
+    tmp_path: Path, file_server, monkeypatch: pytest.MonkeyPatch, length: str
 ) -> None:
     testdata.write_cifar10(tmp_path / "src")
     _, md5 = testdata.make_tarball(
         tmp_path / "src" / "cifar-10-batches-py", file_server.directory / "c.tgz"
     )
     file_server.headers["Content-Length"] = length
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
     download_and_extract(file_server.url("c.tgz"), tmp_path / "data", "c.tgz", md5)
     assert (tmp_path / "data" / "cifar-10-batches-py" / "data_batch_1").is_file()
-    assert "downloading c.tgz" in capfd.readouterr().err
+    assert "downloading c.tgz" in terminal.getvalue()  # a bar without a total
 
 
 def _served_cifar(tmp_path: Path, file_server) -> str:  # type: ignore[no-untyped-def]

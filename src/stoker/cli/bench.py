@@ -15,6 +15,7 @@ import numpy.typing as npt
 import torch
 import torch.utils.data
 from PIL import Image
+from tqdm.auto import tqdm
 
 import stoker
 from stoker.cli._common import CommandError, open_cifar, train_pipeline
@@ -89,20 +90,28 @@ def measure(
     reference = _torchvision_pipeline()
     dataset = open_cifar(data, True, train_pipeline(), False, "bench")
     theirs = _TorchvisionStyleCIFAR(dataset.data, dataset.targets, reference)
+    settings = list(settings)
     results = []
-    for batch_size, workers in settings:
-        torch_loader = torch.utils.data.DataLoader(
-            theirs, batch_size=batch_size, shuffle=True, num_workers=workers
-        )
-        torch_rate = _rate(torch_loader, samples)
-        del torch_loader  # its workers go before ours start: no sharing of the 2 cores
-        stoker_loader = stoker.DataLoader(
-            dataset, batch_size=batch_size, shuffle=True, num_workers=workers, seed=0
-        )
-        stoker_rate = _rate(stoker_loader, samples)
-        stoker_loader.close()
-        del stoker_loader
-        results.append(Result(batch_size, workers, torch_rate, stoker_rate))
+    # One step per timed run, advanced between runs: the bar never runs inside a timing.
+    # disable=None: a bar on a terminal (a widget in a notebook), nothing in logs.
+    with tqdm(total=2 * len(settings), desc="timing", unit="run", disable=None, leave=False) as bar:
+        for batch_size, workers in settings:
+            bar.set_postfix_str(f"torch, batch {batch_size}, {workers} worker(s)")
+            torch_loader = torch.utils.data.DataLoader(
+                theirs, batch_size=batch_size, shuffle=True, num_workers=workers
+            )
+            torch_rate = _rate(torch_loader, samples)
+            del torch_loader  # its workers go before ours start: no sharing of the 2 cores
+            bar.update()
+            bar.set_postfix_str(f"stoker, batch {batch_size}, {workers} worker(s)")
+            stoker_loader = stoker.DataLoader(
+                dataset, batch_size=batch_size, shuffle=True, num_workers=workers, seed=0
+            )
+            stoker_rate = _rate(stoker_loader, samples)
+            stoker_loader.close()
+            del stoker_loader
+            bar.update()
+            results.append(Result(batch_size, workers, torch_rate, stoker_rate))
     return results
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import io
 import signal
 import time
 from collections.abc import Iterator
@@ -16,10 +15,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 import stoker
 from stoker import transforms as T
-from stoker._progress import ProgressBar
 from stoker.cli import _distributed
 from stoker.cli._checkpoint import (
     check_settings,
@@ -309,7 +308,7 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     device: torch.device,
     stats: _EpochStats,
-    bar: ProgressBar,
+    bar: tqdm[Any],
     stop: _StopRequest,
     augment: Any = None,
     speed: _Speed = _Speed(),
@@ -349,12 +348,13 @@ def _train_epoch(
         stats.step_s += time.perf_counter() - started
         stats.batches += 1
         stop.count_batch()
-        if bar.due(stats.batches):
+        bar.update()
+        if not bar.disable:  # the fields cost a little: only for a bar someone sees
             rate = stats.seen / stats.step_s if stats.step_s else 0.0
-            bar.update(
-                stats.batches,
+            bar.set_postfix_str(
                 f"{rate:,.0f} samples/s  loss {stats.loss_sum / stats.seen:.3f}  "
                 f"data wait {stats.data_wait:.0%}",
+                refresh=False,
             )
     return False
 
@@ -522,13 +522,20 @@ class _Training:
         while self.epoch < total:
             if stop.agreed(self.world):
                 return False  # asked for during the last epoch's end: its checkpoint stands
-            quiet = None if self.world.is_main else io.StringIO()  # the bar on rank 0 only
-            bar = ProgressBar(len(self.loader), f"epoch {self.epoch + 1}/{total}", quiet)
-            finished = _train_epoch(
-                self.trainer, self.loader, self.optimizer, self.device, self.stats, bar, stop,
-                self.augment, self.speed, self.world,
-            )  # fmt: skip
-            bar.close()
+            # disable=None: a bar on a terminal (a widget in a notebook), nothing in logs; on
+            # rank 0 only. The epoch's summary line below is printed either way.
+            with tqdm(
+                total=len(self.loader),
+                initial=self.stats.batches,
+                desc=f"epoch {self.epoch + 1}/{total}",
+                unit="batch",
+                disable=None if self.world.is_main else True,
+                leave=False,
+            ) as bar:
+                finished = _train_epoch(
+                    self.trainer, self.loader, self.optimizer, self.device, self.stats, bar, stop,
+                    self.augment, self.speed, self.world,
+                )  # fmt: skip
             if not finished:
                 self.save(mid_epoch=True)
                 return False

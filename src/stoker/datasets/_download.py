@@ -14,7 +14,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from stoker._progress import ProgressBar
+from tqdm.auto import tqdm
+
 from stoker.datasets._archive import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBERS, safe_extract
 from stoker.errors import DatasetError, IntegrityError
 
@@ -23,7 +24,6 @@ __all__ = ["download_and_extract", "file_md5"]
 _CHUNK_BYTES = 1 << 20
 # Long enough for a slow mirror to answer, short enough that a dead one fails within a minute.
 _SOCKET_TIMEOUT_S = 60.0
-# Redrawing the bar more often than this only costs terminal bandwidth.
 _SCHEMES = ("http", "https", "file")
 
 _log = logging.getLogger("stoker")
@@ -65,15 +65,19 @@ def _fetch(url: str, dest: Path) -> None:
             open(dest, "wb") as out,
         ):
             total = _content_length(response.headers.get("Content-Length"))
-            label = f"downloading {dest.name}"
-            bar, done = ProgressBar(total, label, show_count=False), 0
-            while chunk := response.read(_CHUNK_BYTES):
-                out.write(chunk)
-                done += len(chunk)
-                if bar.due(done):
-                    share = f"{done / total:4.0%} " if total else ""
-                    bar.update(done, f"{share}{_mib(done)}")
-            bar.close(f"{label}: 100% {_mib(done)}")
+            # disable=None: a bar on a terminal (a widget in a notebook), nothing in logs.
+            with tqdm(
+                total=total,
+                desc=f"downloading {dest.name}",
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                disable=None,
+            ) as bar:
+                while chunk := response.read(_CHUNK_BYTES):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            _log.info("downloaded %s from %s: %s", dest.name, url, _mib(out.tell()))
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         raise DatasetError(
             f"could not download {url} ({type(exc).__name__}: {exc}); check the network or the "
