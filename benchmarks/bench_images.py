@@ -1,4 +1,4 @@
-"""Real images at the decode limit (issue 15): JPEG ImageFolder pipelines, stoker vs torch.
+"""Real images at the decode limit: JPEG ImageFolder pipelines, stoker vs torch.
 
 Run: PYTHONPATH=src python benchmarks/bench_images.py [--quick]   (samples/s; not a test)
 
@@ -355,7 +355,7 @@ def main() -> None:
     )
     print(header, flush=True)
     lines = [
-        "# JPEG pipelines (issue 15)",
+        "# JPEG pipelines",
         "",
         f"Command: `PYTHONPATH=src python benchmarks/bench_images.py {' '.join(sys.argv[1:])}`",
         f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. Machine: "

@@ -1,4 +1,4 @@
-"""Worker memory (issue 16): a 2,000,000-path dataset read by 2 forked workers for one epoch.
+"""Worker memory: a 2,000,000-path dataset read by 2 forked workers for one epoch.
 
 Run: python benchmarks/bench_memory.py [--n N] [--repeats R] [--batch B]   (not a test; ~5 min)
 
@@ -196,7 +196,7 @@ def main() -> None:
 
     list_payload = med(("list", "torch", False), "payload")
     lines = [
-        "# Worker memory: copy-on-read (issue 16)",
+        "# Worker memory: copy-on-read",
         "",
         f"{args.n:,} file paths (46 characters), {WORKERS} fork workers, one shuffled epoch, "
         f"batch {args.batch}, `__getitem__` reads one path. Each mode in a fresh interpreter; "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 18's one prepared run on a GPU machine: the CUDA tests, then bench_gpu.py, in < 9 min.
+# The one prepared run on a GPU machine: the CUDA tests, then bench_gpu.py, in < 9 min.
 #
 # Here, once (fetches defusedxml, which the GPU image lacks, as a wheel into the ignored .whl/):
 #     bash benchmarks/gpu_check.sh prepare
