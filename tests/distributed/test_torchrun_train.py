@@ -44,8 +44,9 @@ def test_three_ranks_stopped_then_two_resume_and_see_the_epoch_once(
     first.mkdir(), second.mkdir()
     stopped = torchrun(_RANK, *_args(cifar, out, "--epochs", "1", "--max-batches", "1"),
                        nproc=3, env={"STOKER_TEST_TRACE": str(first)})  # fmt: skip
-    # Every rank exits 130, "interrupted", as one process would; torchrun reports each.
-    assert stopped.stderr.count("exitcode  : 130") == 3, stopped.stdout + stopped.stderr
+    # The ranks exit 130, "interrupted", as one process would; torchrun reports the first to
+    # exit and may stop the others with SIGTERM before they do (a race), so at least one.
+    assert stopped.stderr.count("exitcode  : 130") >= 1, stopped.stdout + stopped.stderr
     log = stopped.stdout
     assert log.count("training ResNet-20") == 1 and "3 ranks (torchrun)" in log, log
     assert log.count("stopped after 0 epoch(s) and 1 batch(es)") == 1, log
