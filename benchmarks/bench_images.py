@@ -27,13 +27,9 @@ and add ``/tmp/competitors`` to ``PYTHONPATH``. The latest table goes to
 from __future__ import annotations
 
 import argparse
-import datetime
 import io
 import multiprocessing
-import os
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -47,6 +43,7 @@ import torchvision
 from torchvision.transforms import v2
 
 import stoker
+from _common import _version, write_results
 from stoker import seeding
 from stoker import transforms as T
 from stoker.datasets import ImageFolder, decode_image, testdata
@@ -60,7 +57,6 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 BATCH_A, BATCH_B = 64, 256
 SMALL = (32, 32)
-RESULTS = Path(__file__).parent / "results" / "jpeg.md"
 
 
 # ---------------------------------------------------------------------------------- data set
@@ -223,8 +219,12 @@ def _has_simplejpeg() -> bool:
 # -------------------------------------------------------------------------- per-sample CPU
 
 
-def profile_transforms(paths: list[Path]) -> list[str]:
-    """Median ms per sample (one thread, thread CPU time) for each transform, both libraries."""
+def profile_transforms(paths: list[Path]) -> tuple[list[str], dict[str, float]]:
+    """Median ms per sample (one thread, thread CPU time) for each transform, both libraries.
+
+    Returns the table's lines and the ms per sample by row and path (``"A", "stoker PIL"``...),
+    from which the pipelines' CPU ceilings are computed.
+    """
     torch.set_num_threads(1)
     pils = [_pil(p.read_bytes()) for p in paths]
     arrays = [np.array(p) for p in pils]
@@ -256,16 +256,40 @@ def profile_transforms(paths: list[Path]) -> list[str]:
         " stoker PIL / torchvision |",
         "|---|---:|---:|---:|---:|",
     ]
+    costs: dict[str, float] = {}
     for name, ours, theirs in cases:
         on_pil, on_array = per_sample_ms(ours, pils), per_sample_ms(ours, arrays)
         reference = per_sample_ms(theirs, pils)
+        costs |= {f"{name}, stoker PIL": on_pil, f"{name}, stoker array": on_array}
+        costs[f"{name}, torchvision"] = reference
         lines.append(
             f"| {name} | {on_pil:.3f} | {on_array:.3f} | {reference:.3f} | "
             f"{on_pil / reference:.2f}× |"
         )
     for name, ms in decode_rows:
+        costs[name] = ms
         lines.append(f"| {name} | | {ms:.3f} | | |")
-    return lines
+    return lines, costs
+
+
+def cpu_ceilings(costs: dict[str, float], pipeline: str) -> list[tuple[str, float, float]]:
+    """(path, ms per sample, samples/s) when 2 cores do nothing but decode and transform.
+
+    No loader can beat this on this machine: it leaves out collation, transport and the
+    training process's own share of the cores.
+    """
+    after = f"pipeline {pipeline} after decode"
+    paths = [
+        ("torch + torchvision (Pillow)", costs["decode, Pillow → PIL"], f"{after}, torchvision"),
+        ("stoker on PIL (Pillow)", costs["decode, Pillow → PIL"], f"{after}, stoker PIL"),
+        ("stoker on arrays (decode_image)", costs["decode, decode_image → array"],
+         f"{after}, stoker array"),
+    ]  # fmt: skip
+    out = []
+    for label, decode_ms, transform_key in paths:
+        ms = decode_ms + costs[transform_key]
+        out.append((label, ms, WORKERS * 1e3 / ms))
+    return out
 
 
 # ------------------------------------------------------------------------------------ main
@@ -341,7 +365,7 @@ def main() -> None:
     parser.add_argument(
         "--cache", type=Path, default=Path.home() / ".cache" / "stoker-bench", help="image cache"
     )
-    parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
+    parser.add_argument("--no-write", action="store_true", help="do not write results/jpeg.md")
     args = parser.parse_args()
     n = args.images or (400 if args.quick else 4000)
     repeats = args.repeats or (2 if args.quick else 3)
@@ -355,31 +379,24 @@ def main() -> None:
     )
     print(header, flush=True)
     lines = [
-        "# JPEG pipelines",
-        "",
-        f"Command: `PYTHONPATH=src python benchmarks/bench_images.py {' '.join(sys.argv[1:])}`",
-        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. Machine: "
-        f"{os.cpu_count()} cores, {platform.machine()}, shared with other jobs (noisy). "
-        f"Python {platform.python_version()}, torch {torch.__version__}, torchvision "
-        f"{torchvision.__version__}, Pillow {PIL.__version__}, stoker {stoker.__version__}.",
+        f"Pillow {PIL.__version__}; simplejpeg "
+        f"{_version('simplejpeg') if _has_simplejpeg() else 'absent (decode_image uses Pillow)'}.",
         "",
         header + ".",
         "",
     ]
-    profile = profile_transforms(paths[:200])
+    profile, costs = profile_transforms(paths[:200])
     print("\n".join(profile), flush=True)
     lines += [*profile, ""]
 
     ceiling = ceilings(paths[: min(len(paths), 1000)])
     for name in args.pipelines:
-        table = run_pipeline(root, name, repeats, ceiling, paths, args.quick)
+        table = run_pipeline(root, name, repeats, ceiling, paths, args.quick, costs)
         print("\n".join(table), flush=True)
         lines += [*table, ""]
         ceiling = ceilings(paths[: min(len(paths), 1000)])  # again, between pipelines
     if not args.no_write:
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text("\n".join(lines))
-        print(f"\nwritten to {RESULTS}")
+        write_results("jpeg", "JPEG pipelines", "\n".join(lines))
 
 
 _QUICK_SKIP = frozenset(
@@ -398,6 +415,7 @@ def run_pipeline(
     ceiling: dict[str, float],
     paths: list[Path],
     quick: bool,
+    costs: dict[str, float],
 ) -> list[str]:
     # No warm-up for persistent workers: on the engine of 89c75be an abandoned epoch left a
     # persistent stoker loader yielding nothing afterwards (fixed on main by ef84504), so their
@@ -454,6 +472,11 @@ def run_pipeline(
         f"{ceil[decoder_for['arrays (decode_image)']]:,.0f} | "
         f"{ceil[decoder_for['arrays (decode_image)']] / reference:.2f}× | 100% | |"
     )
+    for label, ms, rate in cpu_ceilings(costs, name):
+        table.append(
+            f"| *CPU ceiling, {label}: 2 cores / {ms:.2f} ms decode + transform* | {rate:,.0f} | "
+            f"{rate / reference:.2f}× | | |"
+        )
     return table
 
 

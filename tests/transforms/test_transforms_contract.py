@@ -119,3 +119,23 @@ def test_a_batch_under_a_one_sample_context_is_refused(rng):
     batch = inputs("numpy-uint8", rng)
     with seeding.sample_context(0, 0, [3]), pytest.raises(ValueError, match="12 sample"):
         T.RandomCrop(32, padding=4)(batch)
+
+
+@pytest.mark.parametrize("shape", [(70, 90, 3), (70, 90, 1), (70, 90), (8, 6, 4)])
+def test_one_array_flip_equals_its_row_of_the_batch(shape, rng):
+    """The single-array path (one coin, Pillow's mirror) agrees with the batch path and numpy."""
+    batch = rng.integers(0, 256, (16, *shape), dtype=np.uint8)
+    flip = T.RandomHorizontalFlip(0.5)
+    indices = np.arange(100, 116)
+    with seeding.sample_context(3, 1, indices):  # a batch of HW images is NHW1 for the batch path
+        together = flip(batch[..., None] if len(shape) == 2 else batch).reshape(batch.shape)
+    flipped = 0
+    for i, index in enumerate(indices):
+        with seeding.sample_context(3, 1, [index]):
+            alone = flip(batch[i])
+        assert alone.shape == batch[i].shape and alone.dtype == np.uint8
+        assert np.array_equal(alone, together[i]), (shape, i)
+        mirrored = np.array_equal(alone, batch[i][:, ::-1])
+        assert mirrored or np.array_equal(alone, batch[i])
+        flipped += mirrored and not np.array_equal(batch[i], batch[i][:, ::-1])
+    assert 0 < flipped < len(indices)
