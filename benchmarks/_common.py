@@ -9,7 +9,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,21 @@ def rate_rows(rows: list[tuple[str, float]], reference: str) -> list[list[str]]:
     """``(name, samples/s)`` rows as Markdown cells with the ratio to ``reference``'s rate."""
     ref = dict(rows)[reference]
     return [[name, f"{rate:,.0f}", f"{rate / ref:.2f}x"] for name, rate in rows]
+
+
+def one_torch_thread(loader: Iterable[Any]) -> Iterator[Any]:
+    """Iterate ``loader`` with torch's intra-op threads set to 1 (restored afterwards).
+
+    stoker's fused transform runs its float ops in torch, and thread workers share the
+    process's OpenMP pool; with the default thread count on a busy 2-core machine the OpenMP
+    threads wait on each other (see docs/performance.md).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield from loader
+    finally:
+        torch.set_num_threads(previous)
 
 
 # --- results files -------------------------------------------------------------------------

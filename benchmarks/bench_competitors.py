@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ import torch
 from torchvision.transforms import v2
 
 import stoker
-from _common import markdown_table, write_results
+from _common import markdown_table, one_torch_thread, write_results
 from _competitors import (
     TRAIN_IMAGES,
     epoch_rates,
@@ -131,20 +130,6 @@ def grain_dataloader(images: np.ndarray, labels: np.ndarray) -> Any:
         operations=[grain.transforms.Batch(BATCH, drop_remainder=False), Augment()],
         worker_count=WORKERS,
     )
-
-
-def one_torch_thread(loader: Any) -> Iterator[Any]:
-    """Iterate ``loader`` with torch's intra-op threads set to 1 (restored afterwards).
-
-    stoker's fused transform runs its float ops in torch; with the default thread count on a
-    busy 2-core machine the OpenMP threads wait on each other (see docs/performance.md).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield from loader
-    finally:
-        torch.set_num_threads(previous)
 
 
 def available(module: str) -> bool:

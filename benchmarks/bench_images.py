@@ -43,7 +43,7 @@ import torchvision
 from torchvision.transforms import v2
 
 import stoker
-from _common import _version, write_results
+from _common import _version, one_torch_thread, write_results
 from stoker import seeding
 from stoker import transforms as T
 from stoker.datasets import ImageFolder, decode_image, testdata
@@ -155,16 +155,6 @@ def available(module: str) -> bool:
     except Exception:  # an optional package that is missing or does not load here
         return False
     return True
-
-
-def one_torch_thread(loader: Iterable[Any]) -> Iterator[Any]:
-    """Iterate with one intra-op thread: thread workers share the process's OpenMP pool."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield from loader
-    finally:
-        torch.set_num_threads(previous)
 
 
 # ------------------------------------------------------------------------------ measurement
