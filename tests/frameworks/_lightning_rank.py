@@ -75,7 +75,17 @@ def make_loader(kind: str, sampler: str, workers: int) -> object:
     if sampler == "dist":
         shard = stoker.DistributedSampler(data, shuffle=True, seed=SEED)
         return stoker.DataLoader(data, batch_size=BATCH, sampler=shard, seed=SEED, **extra)
-    return stoker.DataLoader(data, batch_size=BATCH, shuffle=True, seed=SEED, **extra)
+    stoker_only = {"on_error": "skip", "max_errors": 3, "batch_transform": unchanged}
+    if not workers:
+        stoker_only["worker_mode"] = "thread"  # kept, though unused without workers
+    return stoker.DataLoader(
+        data, batch_size=BATCH, shuffle=True, seed=SEED, **extra, **stoker_only
+    )
+
+
+def unchanged(batch: torch.Tensor) -> torch.Tensor:
+    """A batch_transform, to see it survive Lightning's re-creation of the loader."""
+    return batch
 
 
 def fit(module: Recorder, checkpoints: Path | None = None, resume: Path | None = None) -> L.Trainer:
@@ -123,6 +133,10 @@ def run_case(out: Path, case: str) -> None:
             ("batch_sampler_sampler", inner),
         )
     }
+    if isinstance(loader, stoker.DataLoader):
+        transform = loader.batch_transform
+        facts["stoker"] = [loader.seed, loader.on_error, loader.max_errors, loader.worker_mode,
+                           getattr(transform, "__name__", None)]  # fmt: skip
     result: dict[str, object] = {"ranks": gather(module.seen), **facts}
     if step:
         assert checkpoints is not None

@@ -69,6 +69,8 @@ def test_lightning_ddp_shards_stoker_loader_as_torch_loader(tmp_path: Path) -> N
         _assert_sharded_once(_epochs(got[name]), N)
     # Re-instantiated with Lightning's sampler, still a stoker loader on stoker's engine
     assert got["stoker"]["loader"] == "stoker.loader.dataloader.DataLoader"
+    # ... with stoker's own arguments: seed, on_error, max_errors, worker_mode, batch_transform
+    assert got["stoker"]["stoker"] == [5, "skip", 3, "thread", "unchanged"]
     assert got["stoker"]["batch_sampler_sampler"] == got["torch"]["batch_sampler_sampler"]
     for e, (torch_epoch, stoker_epoch) in enumerate(
         zip(_epochs(got["torch"]), _epochs(got["stoker"]), strict=True)
