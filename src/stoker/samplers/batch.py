@@ -65,8 +65,17 @@ class BatchSampler(torch.utils.data.Sampler[list[int]]):
             self.sampler.set_epoch(epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        """The inner sampler's state and the number of batches yielded this epoch."""
-        inner = self.sampler.state_dict() if hasattr(self.sampler, "state_dict") else {}
+        """The inner sampler's state and the number of batches yielded this epoch.
+
+        A stateless inner sampler with an epoch (torch's ``DistributedSampler``, which Lightning
+        injects) has its epoch kept, so a resume replays that epoch's order, not epoch 0's.
+        """
+        if hasattr(self.sampler, "state_dict"):
+            inner = self.sampler.state_dict()
+        elif isinstance(getattr(self.sampler, "epoch", None), int):
+            inner = {"epoch": self.sampler.epoch}  # type: ignore[attr-defined]
+        else:
+            inner = {}
         return {"batches": self._batches, "sampler": inner}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -76,3 +85,5 @@ class BatchSampler(torch.utils.data.Sampler[list[int]]):
             inner = dict(state["sampler"])
             inner["position"] = self._batches * self.batch_size
             self.sampler.load_state_dict(inner)
+        elif "epoch" in state["sampler"] and hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(int(state["sampler"]["epoch"]))

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.utils.data
 
 from stoker.samplers.state import StatefulSampler
 
@@ -69,7 +70,7 @@ def _state_int(state: dict[str, Any], name: str, default: int | None = None) -> 
     return value
 
 
-class DistributedSampler(StatefulSampler):
+class DistributedSampler(StatefulSampler, torch.utils.data.DistributedSampler):
     """Rank ``rank``'s indices out of ``num_replicas``; same order as torch's DistributedSampler.
 
     Epoch ``e`` is shuffled with ``torch.Generator().manual_seed(seed + e)`` — the same as
@@ -79,7 +80,12 @@ class DistributedSampler(StatefulSampler):
     Its state resumes at any world size: save any one rank's state (the ranks' states differ
     only in ``rank``) and load it on every rank of the new world; the epoch's remaining
     samples are dealt over the new ranks, each exactly once (see the module docstring).
+
+    A ``torch.utils.data.DistributedSampler`` subclass, so frameworks that check for one
+    (Lightning's sampler injection) keep it as the loader's sharding instead of adding theirs.
     """
+
+    dataset: Sized  # type: ignore[assignment]  # torch's says Dataset; any sized one works
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
+import torch.utils.data
 
 from stoker.samplers.state import StatefulSampler, epoch_seed
 
@@ -19,7 +20,7 @@ def _draw_seed() -> int:
     return int(torch.empty((), dtype=torch.int64).random_().item())
 
 
-class RandomSampler(StatefulSampler):
+class RandomSampler(StatefulSampler, torch.utils.data.RandomSampler):
     """Random order over ``data_source``; each ``iter()`` is a new epoch with a new order.
 
     Two ways to seed it:
@@ -29,7 +30,12 @@ class RandomSampler(StatefulSampler):
     * ``generator=``, a ``torch.Generator``: torch's behaviour — orders continue the generator's
       stream — and the same orders as ``torch.utils.data.RandomSampler`` with that generator.
       The state then holds the generator's state at the start of the epoch.
+
+    A ``torch.utils.data.RandomSampler`` subclass: frameworks that look for torch's shuffling
+    sampler (Lightning, when it injects its ``DistributedSampler``) treat it as one.
     """
+
+    generator: torch.Generator | None
 
     def __init__(
         self,

@@ -6,12 +6,13 @@ from collections.abc import Sized
 
 import numpy as np
 import numpy.typing as npt
+import torch.utils.data
 
 from stoker.samplers.state import StatefulSampler
 
 
-class SequentialSampler(StatefulSampler):
-    """Yields ``0, 1, ..., len(data_source) - 1`` every epoch."""
+class SequentialSampler(StatefulSampler, torch.utils.data.SequentialSampler):
+    """Yields ``0, 1, ..., len(data_source) - 1`` every epoch; a torch ``SequentialSampler``."""
 
     def __init__(self, data_source: Sized):
         super().__init__()
