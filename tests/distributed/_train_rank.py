@@ -3,7 +3,9 @@
 ``STOKER_TEST_TRACE=DIR``: the training indices this rank fetched are written, at exit, to
 ``DIR/rank{RANK}-restart{N}.json``. ``STOKER_TEST_DIE=R:S``: rank R ends itself with
 ``os._exit`` at its S-th optimizer step — as a SIGKILL would, no cleanup — in the job's first
-attempt only (a torchrun restart runs clean).
+attempt only (a torchrun restart runs clean). ``STOKER_TEST_LATE=R:S``: in a restarted attempt,
+rank R starts S seconds late, as on a slow machine: the others then find the failed attempt's
+keys in torchrun's store, which it keeps across restarts, before rank R has written its own.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import atexit
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,5 +60,10 @@ if os.environ.get("STOKER_TEST_DIE") and restart == 0:
             return step(self, *args, **kwargs)
 
         torch.optim.SGD.step = _dying_step  # type: ignore[method-assign]
+
+if os.environ.get("STOKER_TEST_LATE") and restart > 0:
+    late_rank, late_s = os.environ["STOKER_TEST_LATE"].split(":")
+    if int(late_rank) == rank:
+        time.sleep(float(late_s))
 
 sys.exit(main(sys.argv[1:]))
