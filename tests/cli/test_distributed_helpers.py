@@ -20,7 +20,7 @@ from stoker.cli._distributed import World
 def _listening() -> tuple[socket.socket, tuple[str, int]]:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    listener.listen(4)
+    listener.listen(socket.SOMAXCONN)  # as a rank's: every probe stays queued
     return listener, ("127.0.0.1", int(listener.getsockname()[1]))
 
 
@@ -47,6 +47,22 @@ def test_an_error_with_every_rank_alive_is_not_blamed_on_one() -> None:
     finally:
         for listener, _ in listeners:
             listener.close()
+
+
+def test_a_rank_whose_socket_closes_just_after_the_error_is_named() -> None:
+    """A dying process's sockets do not all close at one instant: its liveness socket may still
+    answer the first probe after its group socket closed (seen 2 ms after the error)."""
+    alive, address0 = _listening()
+    dying, address1 = _listening()
+    closing = threading.Timer(0.1, dying.close)
+    closing.start()
+    world = World(rank=0, size=2, probes=[address0, address1])
+    try:
+        error = _distributed.lost_rank_error(world, RuntimeError("Connection reset by peer"), "x")
+    finally:
+        closing.join()
+        alive.close()
+    assert error is not None and str(error).startswith("rank 1 of 2 stopped answering x")
 
 
 def test_without_torchrun_there_is_no_group(monkeypatch: pytest.MonkeyPatch) -> None:
