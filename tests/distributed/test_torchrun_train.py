@@ -127,15 +127,15 @@ def test_torchrun_restart_resumes_from_the_last_checkpoint(cifar: Path, tmp_path
     """Rank 1 dies in epoch 2 (its 5th step, 3 an epoch); --max-restarts=1 continues from the
     end-of-epoch-1 checkpoint and ends with the weights of an uninterrupted run.
 
-    The restarted rank 0 starts 3 s late, so that rank 1 meets the failed attempt's keys in
-    torchrun's store: with rank 0 first the bug (the dead attempt's gloo address read) was
-    seen in 1 run of 2; with rank 0 late, every run. 3 s: longer than a rank's start."""
+    The restarted rank 0 joins last, 2 s after rank 1, so that rank 1 meets the failed
+    attempt's keys in torchrun's store every run (the old code read a dead rank's gloo address
+    there and failed or hung, in 2 runs of 6: see _train_rank.py)."""
     out, traces = tmp_path / "out", tmp_path / "traces"
     traces.mkdir()
     done = torchrun(_RANK, *_args(cifar, out, "--epochs", "2"), nproc=2,
                     extra=("--max-restarts=1",),
                     env={"STOKER_TEST_TRACE": str(traces), "STOKER_TEST_DIE": "1:5",
-                         "STOKER_TEST_LATE": "0:3"})  # fmt: skip
+                         "STOKER_TEST_RANK0_LAST": str(traces)})  # fmt: skip
     log = done.stdout + done.stderr
     assert done.returncode == 0, log
     lines = done.stdout.splitlines()
