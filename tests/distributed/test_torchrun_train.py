@@ -129,7 +129,7 @@ def test_torchrun_restart_resumes_from_the_last_checkpoint(cifar: Path, tmp_path
 
     The restarted rank 0 joins last, 2 s after rank 1, so that rank 1 meets the failed
     attempt's keys in torchrun's store every run (the old code read a dead rank's gloo address
-    there and failed or hung, in 2 runs of 6: see _train_rank.py)."""
+    there and failed or hung, in 3 runs of 7: see _train_rank.py)."""
     out, traces = tmp_path / "out", tmp_path / "traces"
     traces.mkdir()
     done = torchrun(_RANK, *_args(cifar, out, "--epochs", "2"), nproc=2,
