@@ -131,7 +131,7 @@ def chain_digest(digest: str, indices: Any) -> str:
     """``digest`` extended by one consumed batch's indices: 16 hex digits, the same everywhere."""
     keys = indices if isinstance(indices, list | tuple) else [indices]
     try:
-        data = array("q", [int(key) for key in keys]).tobytes()
+        data = array("q", keys).tobytes()  # ints (and numpy or 0-d tensor ints, by __index__)
     except (TypeError, ValueError, OverflowError):  # keys that are not integers: their repr
         data = repr(list(keys)).encode()
     return hashlib.blake2b(bytes.fromhex(digest) + data, digest_size=8).hexdigest()

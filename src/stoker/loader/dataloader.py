@@ -598,11 +598,12 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
         saved_kind = state.get("dataset", "iterable" if state.get("sampler") is None else "map")
         if version == 2 and saved_kind != kind:
             raise ValueError(
-                f"this loader state was saved from a loader over a {saved_kind}-style dataset, "
-                f"this loader's dataset ({type(self.dataset).__name__}) is {kind}-style; load "
-                "it into a loader built like the saved one"
+                f"this loader state was saved from a loader whose dataset is {saved_kind}-style, "
+                f"and this loader's dataset ({type(self.dataset).__name__}) is {kind}-style; "
+                "load it into a loader built like the saved one"
             )
         yielded = int(state["batches_yielded"])
+        batches = f"{yielded} batch" + ("" if yielded == 1 else "es")
         if state.get("epoch_done") or yielded == 0:
             mid_epoch = False
         else:
@@ -610,7 +611,7 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
         if mid_epoch and state.get("in_order") is False:
             raise ValueError(
                 f"this loader state was saved mid-epoch (epoch {state['epoch']}, after "
-                f"{yielded} batches) by a loader with in_order=False and "
+                f"{batches}) by a loader with in_order=False and "
                 f"num_workers={state.get('num_workers')}: its batches came as workers finished "
                 "them, not as a prefix of the epoch, so no position continues it without lost "
                 "or repeated samples. Save states from a loader with in_order=True (or at the "
@@ -658,9 +659,7 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
             )
         why = _resume.refusal(sampler)
         if mid_epoch and why is not None:
-            raise ValueError(
-                f"cannot resume epoch {state['epoch']} after {yielded} batches exactly: {why}"
-            )
+            raise ValueError(f"cannot resume epoch {state['epoch']} after {batches} exactly: {why}")
 
     def __repr__(self) -> str:
         return (
