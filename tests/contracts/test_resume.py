@@ -398,3 +398,47 @@ def test_a_resumed_stream_that_replays_other_batches_is_refused(mode: str) -> No
     with pytest.raises(ValueError, match=r"replaying the 3 batches.*_Reshuffled.*other batches"):
         list(resumed)
     resumed.close()
+
+
+# -- state versions -----------------------------------------------------------------------------
+
+_V1_KEYS = ("epoch", "batches_yielded", "sample_seed", "sampler", "fresh")
+
+
+def _as_version_1(state: dict[str, Any]) -> dict[str, Any]:
+    """The state as stoker's version 1 wrote it: the same counters, none of version 2's fields."""
+    return {"version": 1, **{key: state[key] for key in _V1_KEYS}}
+
+
+def test_a_version_1_state_of_a_stoker_sampler_still_resumes() -> None:
+    def make() -> Any:
+        return stoker.DataLoader(Augmenting(30), batch_size=4, shuffle=True, seed=3)
+
+    original = make()
+    iterator = iter(original)
+    head = [next(iterator) for _ in range(3)]
+    state = _as_version_1(_json(original.state_dict()))
+    resumed = make()
+    resumed.load_state_dict(state)
+    _same(head + list(resumed), list(make()))
+
+
+@pytest.mark.parametrize("kind", ["stream", "stateless-sampler"])
+def test_a_version_1_state_that_cannot_be_checked_is_refused(kind: str) -> None:
+    def make() -> Any:
+        if kind == "stream":
+            return stoker.DataLoader(Stream(30), batch_size=4)
+        return stoker.DataLoader(PerSample(30), sampler=_Listed(30), batch_size=4)
+
+    original = make()
+    iterator = iter(original)
+    next(iterator), next(iterator)
+    state = _as_version_1(_json(original.state_dict()))
+    with pytest.raises(ValueError, match=r"version 1"):
+        make().load_state_dict(state)
+
+
+def test_an_unknown_state_version_is_refused() -> None:
+    state = stoker.DataLoader(PerSample(8)).state_dict()
+    with pytest.raises(ValueError, match=r"version 3; this stoker writes version 2"):
+        stoker.DataLoader(PerSample(8)).load_state_dict({**state, "version": 3})
