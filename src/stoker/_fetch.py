@@ -185,13 +185,18 @@ class BatchFetcher:
 
     def finish(self, epoch: int, indices: Sequence[int], samples: Any) -> Any:
         """Collate fetched samples and apply the batch transform."""
+        return self.transform(epoch, indices, self.collate(indices, samples))
+
+    def collate(self, indices: Sequence[int], samples: Any) -> Any:
         try:
-            batch = self.collate_fn(samples)
+            return self.collate_fn(samples)
         except Exception as error:
             error.add_note(
                 f"stoker: raised while collating dataset indices {describe_indices(indices)}"
             )
             raise
+
+    def transform(self, epoch: int, indices: Sequence[int], batch: Any) -> Any:
         if self.batch_transform is not None:
             with sample_context(self.seed, epoch, indices):
                 batch = self.batch_transform(batch)
@@ -199,10 +204,53 @@ class BatchFetcher:
 
 
 _STREAM_END: Any = object()
+_FINGERPRINT_ELEMENTS = 64  # elements of each tensor or array a stream batch's fingerprint reads
+
+
+class StreamNotReplayable(Exception):
+    """A replacement worker's replay of its shard differs from what its predecessor delivered."""
+
+
+def _fingerprint_parts(value: Any, out: list[bytes]) -> None:
+    # Cheap on purpose (it runs for every stream batch): a tensor or array contributes its
+    # dtype, shape and 64 evenly spaced elements, containers their items, scalars their repr.
+    if isinstance(value, torch.Tensor | np.ndarray):
+        flat = value.reshape(-1)  # a view of a contiguous batch: nothing is copied
+        step = max(1, flat.shape[0] // _FINGERPRINT_ELEMENTS)
+        sample = flat[::step][:_FINGERPRINT_ELEMENTS]
+        data = sample.numpy(force=True) if isinstance(sample, torch.Tensor) else sample
+        out.append(f"{value.dtype}{tuple(value.shape)}".encode())
+        out.append(np.ascontiguousarray(data).tobytes())
+    elif isinstance(value, dict):
+        for key in value:
+            out.append(repr(key).encode())
+            _fingerprint_parts(value[key], out)
+    elif isinstance(value, list | tuple):
+        out.append(b"(%d" % len(value))
+        for item in value:
+            _fingerprint_parts(item, out)
+    elif isinstance(value, int | float | str | bytes | bool | None):
+        out.append(repr(value).encode())
+    else:
+        out.append(type(value).__qualname__.encode())
+        fields = getattr(value, "__dict__", None)
+        if isinstance(fields, dict):
+            _fingerprint_parts(fields, out)
+
+
+def chain_fingerprint(digest: str, batch: Any) -> str:
+    """``digest`` extended by a fingerprint of one stream batch (16 hex digits)."""
+    parts: list[bytes] = []
+    _fingerprint_parts(batch, parts)
+    return hashlib.blake2b(digest.encode() + b"".join(parts), digest_size=8).hexdigest()
 
 
 class IterableFetcher:
-    """Batches from an iterable dataset's stream; sample positions in the stream act as indices."""
+    """Batches from an iterable dataset's stream; sample positions in the stream act as indices.
+
+    ``digest`` chains a fingerprint of every batch made so far (before ``batch_transform``), so
+    a replacement worker that replays the shard can check it gets the same batches back.
+    """
 
     def __init__(
         self,
@@ -219,22 +267,39 @@ class IterableFetcher:
         self._drop_last = drop_last
         self._position = position_offset
         self._stride = position_stride
+        self._name = type(dataset).__name__
+        self.digest = ""
 
-    def skip_batches(self, count: int) -> None:
-        """Walk past ``count`` batches without building them (a replacement worker's catch-up)."""
+    def skip_batches(self, count: int, expected: str | None = None) -> None:
+        """Walk past ``count`` batches (a replacement worker's catch-up); with ``expected``, the
+        predecessor's digest, rebuild them and raise StreamNotReplayable if they differ."""
+        if expected is not None:
+            for _ in range(count):
+                try:
+                    self._collated()
+                except StopIteration:
+                    break
+            if self.digest != expected:
+                raise StreamNotReplayable(
+                    f"replaying the {count} batches the dead worker had delivered from its "
+                    f"shard of {self._name} gave other batches"
+                )
+            return
         size = 1 if self._batch_size is None else self._batch_size
         for _ in range(count * size):
             if next(self._stream, _STREAM_END) is _STREAM_END:
                 return
             self._position += self._stride
 
-    def next_batch(self, epoch: int) -> Any:
-        """The next batch, or raise StopIteration when the stream ends."""
+    def _collated(self) -> tuple[Any, list[int], list[Any]]:
+        """The next batch collated, its positions and samples; StopIteration at the end."""
         fetcher = self._fetcher
         if self._batch_size is None:
             sample = next(self._stream)
             self._position += self._stride
-            return fetcher.collate_fn(sample)
+            batch = fetcher.collate_fn(sample)
+            self.digest = chain_fingerprint(self.digest, batch)
+            return batch, [], []
         samples, positions = [], []
         for sample in self._stream:
             samples.append(sample)
@@ -244,4 +309,13 @@ class IterableFetcher:
                 break
         if not samples or (self._drop_last and len(samples) < self._batch_size):
             raise StopIteration
-        return fetcher.finish(epoch, positions, samples)
+        batch = fetcher.collate(positions, samples)
+        self.digest = chain_fingerprint(self.digest, batch)
+        return batch, positions, samples
+
+    def next_batch(self, epoch: int) -> Any:
+        """The next batch, or raise StopIteration when the stream ends."""
+        batch, positions, _ = self._collated()
+        if self._batch_size is None:
+            return batch
+        return self._fetcher.transform(epoch, positions, batch)

@@ -45,6 +45,8 @@ def _run(
     """Run epoch 0 over ``legs`` of (world size, batches before the save); the last to the end.
 
     Returns the samples of each leg, and every rank's of the epoch after, on the last world.
+    A leg that reaches the end of the epoch is the last: a state taken after an epoch's end
+    resumes with the next epoch, so the legs after it would be in epoch 1.
     """
     state: dict[str, Any] | None = None
     per_leg: list[list[int]] = []
@@ -71,6 +73,8 @@ def _run(
             assert other == states[0]
         state = states[rng.randrange(world)]
         per_leg.append(seen)
+        if state["epoch_done"]:
+            break
     # The last leg's loaders, resumed and run to the end of epoch 0, go on to epoch 1.
     after = [[int(i) for b in loader for i in b] for loader in loaders]
     return per_leg, after
@@ -105,8 +109,9 @@ def test_any_world_sizes_see_every_sample_of_the_epoch_once(
     else:
         assert sorted(counts) == list(range(n))
         assert sum(counts.values()) - n < bound
-    # The next epoch is W''s ordinary epoch 1, as a fresh sampler deals it.
-    world = legs[-1][0]
+    # The next epoch is W''s ordinary epoch 1, as a fresh sampler deals it (W' of the leg that
+    # ended epoch 0).
+    world = legs[len(per_leg) - 1][0]
     fresh = [
         stoker.DistributedSampler(range(n), world, rank, shuffle=shuffle, seed=seed,
                                   drop_last=drop_last)

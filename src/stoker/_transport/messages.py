@@ -27,6 +27,7 @@ class Task:
     indices: Any  # list of indices, one index (batch_size=None), or None (iterable dataset)
     freed: tuple[int, ...] = ()  # slots the loader hands back with this task
     skip_batches: int = 0  # iterable: batches of this pass's stream a predecessor delivered
+    skip_digest: str | None = None  # iterable: the fingerprint chain of those batches
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class BatchDone:
     payload: Inline | InSlot | None
     skipped: tuple[tuple[int, int, str], ...]  # (epoch, index, repr of error) under on_error
     dropped_slots: tuple[int, ...] = ()  # free slots the worker unmapped: too small to keep
+    digest: str = ""  # iterable: the fingerprint chain of this worker's stream up to this batch
 
 
 @dataclass(frozen=True)

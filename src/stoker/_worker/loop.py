@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import faulthandler
 import os
 import signal
@@ -27,11 +28,18 @@ from typing import Any
 
 import torch
 
-from stoker._fetch import EMPTY_BATCH, BatchFetcher, IterableFetcher, describe_indices
+from stoker._fetch import (
+    EMPTY_BATCH,
+    BatchFetcher,
+    IterableFetcher,
+    StreamNotReplayable,
+    describe_indices,
+)
 from stoker._transport import messages as msg
 from stoker._transport.ring import WorkerRing, pack_inline
 from stoker._worker import info, output
 from stoker._worker.remote_error import RemoteError
+from stoker.errors import WorkerDiedError
 
 _PARENT_CHECK_INTERVAL_S = 0.25  # fallback watchdog where PR_SET_PDEATHSIG does not exist
 _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
@@ -181,7 +189,8 @@ def _serve(
                         position_offset=worker_id,
                         position_stride=config.num_workers,
                     )
-                    stream.skip_batches(task.skip_batches)
+                    if task.skip_batches:
+                        _replay(stream, task, worker_id, dataset)
                 try:
                     if stream is None:  # this shard already ended in this pass
                         raise StopIteration
@@ -197,6 +206,8 @@ def _serve(
                 batch = fetcher.fetch(task.epoch, task.indices)
             skipped, fetcher.skipped = tuple(fetcher.skipped), []
             result: Any = _packed(batch, task, skipped, ring, slot_output)
+            if stream is not None:
+                result = dataclasses.replace(result, digest=stream.digest)
             del batch
         except Exception as error:
             fetcher.skipped = []
@@ -204,6 +215,21 @@ def _serve(
                 ring.release([lease])  # type: ignore[union-attr]
             result = msg.TaskFailed(task.pass_id, task.seq, RemoteError.capture(error, worker_id))
         _send_result(conn, result, task, worker_id, ring)
+
+
+def _replay(stream: IterableFetcher, task: msg.Task, worker_id: int, dataset: Any) -> None:
+    """Catch a replacement worker up with its predecessor, or refuse a stream that differs."""
+    try:
+        stream.skip_batches(task.skip_batches, task.skip_digest)
+    except StreamNotReplayable as error:
+        # A WorkerDiedError: the engine ends the epoch with it, as it would without a restart.
+        raise WorkerDiedError(
+            f"DataLoader worker {worker_id} died and its replacement cannot take over: {error}. "
+            f"The IterableDataset {type(dataset).__name__} is not deterministic (its __iter__ "
+            "depends on more than get_worker_info() and the epoch), so replaying its shard "
+            "would deliver duplicates or lose samples. Make its stream deterministic per "
+            "worker, or use on_worker_death='raise'"
+        ) from None
 
 
 def _packed(

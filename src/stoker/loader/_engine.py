@@ -43,6 +43,7 @@ from stoker.loader._events import (
 )
 from stoker.loader._plan import EpochPlan
 from stoker.loader._progress import Progress
+from stoker.loader._resume import chain_digest
 
 _log = logging.getLogger("stoker")
 _POLL_INTERVAL_S = 0.1  # longest wait between liveness checks of the workers
@@ -112,6 +113,7 @@ class Delivery(Iterator[Any]):
         self._exhausted = False
         self._restarts = 0
         self._to_skip = plan.skip_batches
+        self._replayed: dict[int, str] = {}  # a resumed stream's replay, checked at its end
         self._ended: BaseException | None = None  # why this iterator ended, once it has
         self._stall_warned: set[int] = set()
         runner.begin(plan)
@@ -174,6 +176,8 @@ class Delivery(Iterator[Any]):
         while True:
             event = self._next_outcome()
             if event is None:
+                if self._to_skip:
+                    self._end(self._past_the_end())
                 self._finish()
                 raise StopIteration
             batch = self._deliver(event)
@@ -196,7 +200,10 @@ class Delivery(Iterator[Any]):
 
     def _take(self, seq: int) -> Event:
         event = self._done.pop(seq)
-        del self._pending[seq]
+        task, _ = self._pending.pop(seq)
+        progress = self.progress
+        if progress.order_digest is not None:  # a replayed sampler: track what was consumed
+            progress.order_digest = chain_digest(progress.order_digest, task.indices)
         self._fill()
         return event
 
@@ -204,15 +211,25 @@ class Delivery(Iterator[Any]):
         """The batch to hand out for one outcome, NOTHING to go on, or raise the task's error."""
         if isinstance(event, Finished) and event.value is END_OF_STREAM:
             return NOTHING
-        self.progress.positions_done += 1
-        if self._to_skip:  # resuming a stream: this batch was delivered before the save
+        if self._to_skip:  # resuming a stream: this batch was consumed before the save
             self._to_skip -= 1
+            if isinstance(event, Finished):
+                self._replayed[event.worker_id] = event.digest
+            if not self._to_skip and self._replayed != self.progress.stream_digests:
+                self._end(self._not_replayable())
             return NOTHING
+        self.progress.positions_done += 1
+        if isinstance(event, Finished) and self._streams is not None:
+            self.progress.stream_digests[event.worker_id] = event.digest
         if isinstance(event, Raised):
             error = event.error
-            if isinstance(error, RemoteError):
+            if isinstance(error, BaseException):
+                raise error
+            try:
                 error.reraise()
-            raise error
+            except WorkerDiedError as died:  # a replacement could not take over: the end
+                self._end(died)
+                raise
         assert isinstance(event, Finished)
         if event.skipped:
             self._plan.skipped.extend(event.skipped)
@@ -324,8 +341,31 @@ class Delivery(Iterator[Any]):
 
     # -- ending --------------------------------------------------------------------------------
 
+    def _not_replayable(self) -> ValueError:
+        return ValueError(
+            f"cannot resume epoch {self._plan.epoch} exactly: replaying the "
+            f"{self._plan.skip_batches} batches of the IterableDataset "
+            f"{type(self._plan.fetch.dataset).__name__} consumed before the save gave other "
+            "batches than the saved run had (its __iter__ depends on more than "
+            "get_worker_info() and the epoch, or the data changed), so the rest would repeat "
+            "and lose samples. Make the stream deterministic per worker, or start the epoch "
+            "over without load_state_dict"
+        )
+
+    def _past_the_end(self) -> ValueError:
+        replayed = self._plan.skip_batches - self._to_skip
+        return ValueError(
+            f"the loader state says {self._plan.skip_batches} batches of epoch "
+            f"{self._plan.epoch} were consumed, but this IterableDataset's stream "
+            f"({type(self._plan.fetch.dataset).__name__}) ended after {replayed}: the stream is "
+            "not the one the state was saved from (other data, another batch_size or "
+            "drop_last). Resume with the same dataset and loader arguments, or start the epoch "
+            "over without load_state_dict"
+        )
+
     def _finish(self) -> None:
         self._ended = StopIteration()
+        self.progress.finished = True
         if self._owns_runner:
             self._runner.close(wait=False)
         elif self._runner.current_pass == self._plan.pass_id:

@@ -22,6 +22,7 @@ class Finished:
     worker_id: int
     value: Any
     skipped: tuple[tuple[int, int, str], ...] = ()
+    digest: str = ""  # a stream's: its worker's fingerprint chain up to this batch
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,8 @@ class InlineRunner:
             return [Finished(task.seq, 0, NOTHING, skipped)]
         if self._pin:
             batch = _pin.pin(batch)
-        return [Finished(task.seq, 0, batch, skipped)]
+        digest = self._stream.digest if self._stream is not None else ""
+        return [Finished(task.seq, 0, batch, skipped, digest)]
 
     def restart(self, worker_id: int) -> None:  # pragma: no cover - the caller cannot die
         raise AssertionError("the in-process runner has no worker to restart")

@@ -130,6 +130,8 @@ class _Worker:
     in_flight: dict[tuple[int, int], msg.Task] = field(default_factory=dict)
     delivered: int = 0  # iterable: outcomes of the current pass that arrived from it
     skip_pending: int = 0  # iterable: a replacement's catch-up, sent with its next task
+    digest: str = ""  # iterable: fingerprint chain of the batches it delivered this pass
+    skip_digest: str | None = None  # iterable: what the replacement's catch-up must reproduce
     stack_fd: int | None = None
     alive: bool = True
     broken: bool = False  # a send failed: the process is dead or dying
@@ -256,6 +258,8 @@ class ProcessPool:
         self._forget(old)
         new = self._start(worker_id, old.generation + 1)
         new.delivered = new.skip_pending = old.delivered
+        new.digest = old.digest
+        new.skip_digest = old.digest
         for key in sorted(old.in_flight):
             task = old.in_flight[key]
             if task.pass_id == self._pass:
@@ -269,6 +273,7 @@ class ProcessPool:
             if worker is None:
                 continue
             worker.delivered = worker.skip_pending = 0
+            worker.digest, worker.skip_digest = "", None
             if worker.alive and not worker.process.is_alive():  # died idle, between passes
                 exitcode = worker.process.exitcode
                 _log.warning(
@@ -286,7 +291,9 @@ class ProcessPool:
         if worker is None:  # torch starts every worker at iter(): the first task starts it
             worker = self._start(worker_id, generation=0)
         if worker.skip_pending:
-            task = dataclasses.replace(task, skip_batches=worker.skip_pending)
+            task = dataclasses.replace(
+                task, skip_batches=worker.skip_pending, skip_digest=worker.skip_digest
+            )
             worker.skip_pending = 0
         worker.in_flight[(task.pass_id, task.seq)] = task
         if worker.broken or not worker.alive:
@@ -340,12 +347,13 @@ class ProcessPool:
                 worker.ring.discard(message.payload)  # a stale batch: map it, let it go
                 return None
             worker.delivered += 1
+            worker.digest = message.digest
             if message.payload is None:
                 return Finished(message.seq, worker.worker_id, NOTHING, message.skipped)
             value: Any = worker.ring.materialize(message.payload)
             if self._pinner is not None:
                 value = self._pinner.submit(_pin.pin, value)
-            return Finished(message.seq, worker.worker_id, value, message.skipped)
+            return Finished(message.seq, worker.worker_id, value, message.skipped, message.digest)
         if not current:
             return None
         if isinstance(message, msg.TaskFailed):

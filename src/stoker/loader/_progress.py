@@ -6,7 +6,8 @@ its workers at once while ``loader.state_dict()`` still knows how far the epoch 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -24,3 +25,13 @@ class Progress:
     batches_yielded: int
     positions_done: int = 0
     started: bool = False  # a first batch was asked for: the epoch is under way
+    finished: bool = False  # the iterator reached its StopIteration: nothing is left
+    in_order: bool = True  # delivered batches are a prefix of the epoch (a position means one)
+    # Replaying a sampler without a state (stoker.loader._resume): what its order was drawn
+    # from at the epoch's start, and the digest of the indices consumed so far.
+    epoch_start: list[dict[str, Any]] | None = None
+    order_digest: str | None = None
+    generator_next: str | None = None  # the loader generator's state for the next epoch
+    resume: dict[str, Any] | None = None  # the loaded state this pass resumed, if any
+    # A stream's: each worker's fingerprint chain (stoker._fetch) of the batches consumed.
+    stream_digests: dict[int, str] = field(default_factory=dict)

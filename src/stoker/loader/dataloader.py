@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -13,6 +14,7 @@ from torch.utils.data.dataloader import _DatasetKind
 from stoker._copy_on_read import warn_if_copy_on_read
 from stoker._transport.bank import SlotBank
 from stoker.collate import default_collate, default_convert
+from stoker.loader import _resume
 from stoker.loader._engine import Delivery, Runner
 from stoker.loader._inline import InlineRunner
 from stoker.loader._plan import EpochPlan, ErrorBudget, FetchSettings, WorkerSettings
@@ -23,7 +25,11 @@ from stoker.samplers import BatchSampler, RandomSampler, SequentialSampler
 
 __all__ = ["DataLoader"]
 
-_STATE_VERSION = 1
+# 2: records in_order, the dataset kind, num_workers (streams), a finished epoch, the loader
+# generator for the next epoch, and the replay of a sampler without state. Version 1 states
+# still load where they meant the same (see load_state_dict).
+_STATE_VERSION = 2
+_END: Any = object()
 
 
 def _draw_seed(generator: torch.Generator | None) -> int:
@@ -260,34 +266,140 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # stoker's iterator
         resume, self._resume = self._resume, None
         previous = self._progress
-        skip = 0
+        unstarted = previous is not None and not previous.started
+        if resume is None and unstarted and previous is not None and previous.resume is not None:
+            # A resumed pass that was never iterated (a framework checking the loader): the
+            # position it was to resume from still stands, and this pass resumes it instead.
+            resume = previous.resume
         if resume is not None:
-            epoch, skip = int(resume["epoch"]), int(resume["batches_yielded"])
-            self._epoch_seed = int(resume["sample_seed"])
-            if resume.get("sampler") is not None:
-                self._index_sampler.load_state_dict(resume["sampler"])
-        elif previous is not None and not previous.started and previous.epoch + 1 == self._epoch:
+            resumed = self._resumed_pass(resume)
+            if resumed is not None:
+                return resumed
+            # The saved epoch was complete: the state's epoch has been replayed to its end (the
+            # samplers and generators stand where they stood after it); go on with the next.
+        elif unstarted and previous is not None and previous.epoch + 1 == self._epoch:
             # The last iter() was never iterated (a framework checking the loader): it did not
             # use up its epoch, which this pass takes over.
-            epoch = previous.epoch
+            return self._fresh_pass(previous.epoch)
+        epoch = self._epoch
+        if self._seed_per_epoch:
+            self._epoch_seed = _draw_seed(self.generator)
+        sampler = self._index_sampler
+        if self._owns_sampler and sampler is not None:
+            sampler.set_epoch(epoch)
+        return self._fresh_pass(epoch)
+
+    def _fresh_pass(self, epoch: int) -> Iterator[Any]:
+        """A pass over ``epoch`` from its first batch, recording what a resume will need."""
+        sampler = self._index_sampler
+        progress = Progress(epoch, self._epoch_seed, 0, in_order=self._delivers_in_order)
+        if sampler is not None and not _resume.resumes_itself(sampler):
+            progress.epoch_start = _resume.epoch_start(sampler)  # before iter() draws the order
+            progress.order_digest = ""
+        progress.generator_next = self._generator_next()
+        return self._pass(epoch, self._index_iterator(), progress=progress)
+
+    @property
+    def _delivers_in_order(self) -> bool:
+        return self.in_order or self.num_workers == 0
+
+    def _index_iterator(self) -> Iterator[Any] | None:
+        return None if self._is_iterable else iter(self._index_sampler)
+
+    def _generator_next(self) -> str | None:
+        """The loader generator's state for the next epoch's seed draw, when a state needs it.
+
+        Taken after this epoch's draw; nothing else draws from it during the epoch, except a
+        sampler sharing it, whose own state restores the generator.
+        """
+        generator = self.generator
+        if not self._seed_per_epoch or generator is None:
+            return None
+        sampler = self._index_sampler
+        parts = _resume.chain(sampler) if sampler is not None else []
+        if any(getattr(part, "generator", None) is generator for part in parts):
+            return None
+        return _resume.encode_generator(generator)
+
+    def _resumed_pass(self, resume: dict[str, Any]) -> Iterator[Any] | None:
+        """A pass that continues ``resume``'s epoch; None if that epoch had nothing left."""
+        epoch, skip = int(resume["epoch"]), int(resume["batches_yielded"])
+        self._epoch_seed = int(resume["sample_seed"])
+        sampler = self._index_sampler
+        indices: Iterator[Any] | None = None
+        replay = resume.get("replay")
+        digest: str | None = None
+        if self._is_iterable:
+            pass  # the stream is replayed by the engine and its first `skip` batches dropped
+        elif resume.get("sampler") is not None:
+            sampler.load_state_dict(resume["sampler"])
+            indices = iter(sampler)
         else:
-            epoch = self._epoch
-            if self._seed_per_epoch:
-                self._epoch_seed = _draw_seed(self.generator)
-            sampler = self._index_sampler
-            if self._owns_sampler and sampler is not None:
-                sampler.set_epoch(epoch)
+            assert replay is not None  # load_state_dict refused any other state
+            _resume.restore_epoch_start(sampler, replay["epoch_start"])
+            indices = iter(sampler)
+            digest = self._replay(indices, skip, epoch, replay["digest"])
+        encoded = resume.get("generator")
+        if encoded is not None and self.generator is not None:
+            _resume.decode_generator(self.generator, encoded)
+        if resume.get("epoch_done"):
+            for _ in indices or ():  # a sampler resumed at its end yields nothing; a replayed
+                pass  # one was walked through: either now stands after the epoch
+            self._epoch = epoch + 1
+            self._progress = None
+            return None
+        progress = Progress(
+            epoch, self._epoch_seed, skip, positions_done=skip, in_order=self._delivers_in_order
+        )
+        progress.epoch_start = replay["epoch_start"] if replay is not None else None
+        progress.order_digest = digest
+        progress.generator_next = encoded
+        progress.resume = resume
+        saved = resume.get("stream_digests") or {}
+        progress.stream_digests = {int(worker): str(chain) for worker, chain in saved.items()}
+        replay_stream = skip if self._is_iterable else 0
+        return self._pass(epoch, indices, progress=progress, replay=replay_stream)
+
+    def _replay(self, indices: Iterator[Any], skip: int, epoch: int, saved: str) -> str:
+        """Walk past the ``skip`` batches the saved run consumed; refuse another order."""
+        digest = ""
+        for done in range(skip):
+            batch = next(indices, _END)
+            if batch is _END:
+                raise ValueError(
+                    f"cannot resume epoch {epoch} exactly: the loader state says {skip} batches "
+                    f"were consumed, but the sampler {_resume.describe(self._index_sampler)} "
+                    f"yields only {done} this epoch; build the loader as the saved run did"
+                )
+            digest = _resume.chain_digest(digest, batch)
+        if digest != saved:
+            raise ValueError(
+                f"cannot resume epoch {epoch} exactly: the sampler "
+                f"{_resume.describe(self._index_sampler)} has no state_dict(), and replaying "
+                f"its epoch gave other indices for the first {skip} batches than the saved run "
+                "consumed (it draws its order from something the loader state does not hold, "
+                "or the dataset or sampler changed); the rest would lose and repeat samples. "
+                "Give the sampler state_dict()/load_state_dict() or a seeded generator=, or "
+                "use stoker's samplers (stoker.RandomSampler(seed=...), shuffle=True with seed=)"
+            )
+        return digest
+
+    def _pass(
+        self,
+        epoch: int,
+        indices: Iterator[Any] | None,
+        progress: Progress,
+        replay: int = 0,
+    ) -> Iterator[Any]:
+        """Start the pass over ``epoch`` that ``progress`` records, from ``indices``."""
         self._epoch = epoch + 1
-        # A map-style sampler resumes itself from its state; a stream is replayed and its first
-        # `skip` batches dropped.
-        replay = skip if self._is_iterable else 0
-        self._progress = Progress(epoch, self._epoch_seed, skip, positions_done=skip - replay)
+        self._progress = progress
         self._pass_count += 1
         plan = EpochPlan(
             pass_id=self._pass_count,
             epoch=epoch,
             sample_seed=self._epoch_seed,
-            indices=None if self._is_iterable else iter(self._index_sampler),
+            indices=indices,
             skip_batches=replay,
             fetch=self._fetch_settings(),
             workers=self._worker_settings(),
@@ -302,7 +414,7 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
                 self._copy_on_read_checked = True
                 warn_if_copy_on_read(self.dataset)
         runner, owned = self._runner_for(plan)
-        iterator = Delivery(plan, runner, self._progress, owns_runner=owned)
+        iterator = Delivery(plan, runner, progress, owns_runner=owned)
         self._active = weakref.ref(iterator)
         return iterator
 
@@ -397,42 +509,70 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
     def state_dict(self) -> dict[str, Any]:
         """Where iteration stands: enough to continue with the exact next batch. JSON-safe.
 
-        Taken between batches; it holds counters and seeds, never sample data.
+        Taken between batches; it holds counters, seeds and generator states, never sample
+        data. After ``load_state_dict`` and before the first batch it is the loaded state.
         """
+        if self._resume is not None:
+            return copy.deepcopy(self._resume)
         progress = self._progress
+        base = {
+            "version": _STATE_VERSION,
+            "dataset": "iterable" if self._is_iterable else "map",
+            "num_workers": self.num_workers,
+        }
         if progress is None:
             return {
-                "version": _STATE_VERSION,
+                **base,
                 "epoch": self._epoch,
                 "batches_yielded": 0,
                 "sample_seed": self._epoch_seed,
                 "sampler": None,
                 "fresh": True,
+                "epoch_done": False,
+                "in_order": True,
+                "replay": None,
+                "generator": self._generator_next(),
             }
         yielded = progress.positions_done  # delivered, raised or skipped whole: all consumed
         sampler_state = None
         sampler = self._index_sampler
-        if sampler is not None and hasattr(sampler, "state_dict"):
+        if progress.epoch_start is None and sampler is not None:
             sampler_state = sampler.state_dict()
             if "batches" in sampler_state:
                 sampler_state["batches"] = yielded
             else:
                 sampler_state["position"] = yielded
+        replay = None
+        if progress.epoch_start is not None:
+            replay = {"epoch_start": progress.epoch_start, "digest": progress.order_digest}
         return {
-            "version": _STATE_VERSION,
+            **base,
             "epoch": progress.epoch,
             "batches_yielded": yielded,
             "sample_seed": progress.sample_seed,
             "sampler": sampler_state,
             "fresh": False,
+            # A completed epoch: the next iter() after loading runs epoch + 1 in full.
+            "epoch_done": progress.finished,
+            # False: batches came as they finished (in_order=False), not as a prefix of the
+            # epoch, so only a state at the start or end of an epoch resumes.
+            "in_order": progress.in_order,
+            "replay": replay,
+            "generator": progress.generator_next,
+            "stream_digests": {str(k): v for k, v in sorted(progress.stream_digests.items())},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Make the next ``iter()`` continue exactly where ``state`` was taken."""
-        if state.get("version") != _STATE_VERSION:
+        """Make the next ``iter()`` continue exactly where ``state`` was taken.
+
+        A state that this loader cannot continue exactly is refused here with a ValueError
+        that says why and what to change; docs/troubleshooting.md lists the cases.
+        """
+        version = state.get("version")
+        if version not in (1, _STATE_VERSION):
             raise ValueError(
-                f"unsupported DataLoader state version {state.get('version')!r}; "
-                f"this stoker writes and reads version {_STATE_VERSION}"
+                f"unsupported DataLoader state version {version!r}; this stoker writes version "
+                f"{_STATE_VERSION} and reads versions 1 and {_STATE_VERSION}"
             )
         if self.num_workers and not self.in_order:
             raise ValueError(
@@ -442,9 +582,84 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
         if state.get("fresh"):
             self._epoch = int(state["epoch"])
             self._epoch_seed = int(state["sample_seed"])
+            encoded = state.get("generator")
+            if encoded is not None and self._seed_per_epoch and self.generator is not None:
+                _resume.decode_generator(self.generator, encoded)
             self._resume = None
+            self._progress = None
             return
-        self._resume = dict(state)
+        self._check_resumable(state, version)
+        self._resume = copy.deepcopy(dict(state))
+        self._progress = None
+
+    def _check_resumable(self, state: dict[str, Any], version: int) -> None:
+        """Refuse a mid-epoch state this loader would continue with lost or repeated samples."""
+        kind = "iterable" if self._is_iterable else "map"
+        saved_kind = state.get("dataset", "iterable" if state.get("sampler") is None else "map")
+        if version == 2 and saved_kind != kind:
+            raise ValueError(
+                f"this loader state was saved from a loader whose dataset is {saved_kind}-style, "
+                f"and this loader's dataset ({type(self.dataset).__name__}) is {kind}-style; "
+                "load it into a loader built like the saved one"
+            )
+        yielded = int(state["batches_yielded"])
+        batches = f"{yielded} batch" + ("" if yielded == 1 else "es")
+        if state.get("epoch_done") or yielded == 0:
+            mid_epoch = False
+        else:
+            mid_epoch = True
+        if mid_epoch and state.get("in_order") is False:
+            raise ValueError(
+                f"this loader state was saved mid-epoch (epoch {state['epoch']}, after "
+                f"{batches}) by a loader with in_order=False and "
+                f"num_workers={state.get('num_workers')}: its batches came as workers finished "
+                "them, not as a prefix of the epoch, so no position continues it without lost "
+                "or repeated samples. Save states from a loader with in_order=True (or at the "
+                "end of an epoch)"
+            )
+        if self._is_iterable:
+            if version == 1 and yielded:
+                raise ValueError(
+                    "this IterableDataset loader state is version 1, which did not record "
+                    "num_workers: a stream's batches depend on how it is sharded over workers, "
+                    "so it cannot be checked to resume exactly. Start the epoch over (set_epoch)"
+                )
+            saved_workers = int(state.get("num_workers", self.num_workers))
+            if mid_epoch and saved_workers != self.num_workers:
+                raise ValueError(
+                    f"this loader state was saved mid-epoch from an IterableDataset loader with "
+                    f"num_workers={saved_workers}, and this loader has "
+                    f"num_workers={self.num_workers}: a stream is sharded per worker "
+                    "(get_worker_info), so the batches consumed under one worker count are not "
+                    "a prefix of the stream under another. Resume with "
+                    f"num_workers={saved_workers}; another count resumes only a state taken at "
+                    "the start or end of an epoch"
+                )
+            return
+        sampler = self._index_sampler
+        if _resume.resumes_itself(sampler):
+            if state.get("sampler") is None:
+                raise ValueError(
+                    f"this loader state was saved with a sampler that has no state_dict() (it "
+                    f"records a replay instead), and this loader's sampler "
+                    f"{_resume.describe(sampler)} keeps its own state; build the loader with the "
+                    "sampler the saved run had"
+                )
+            return
+        if state.get("replay") is None:
+            raise ValueError(
+                f"this loader's sampler {_resume.describe(sampler)} has no state_dict(), and "
+                + (
+                    "this version 1 state holds no replay record to resume it with"
+                    if version == 1
+                    else "this state was saved with a sampler that resumes itself"
+                )
+                + "; build the loader with the sampler the saved run had, or start the epoch "
+                "over (set_epoch)"
+            )
+        why = _resume.refusal(sampler)
+        if mid_epoch and why is not None:
+            raise ValueError(f"cannot resume epoch {state['epoch']} after {batches} exactly: {why}")
 
     def __repr__(self) -> str:
         return (
