@@ -65,7 +65,14 @@ def describe(sampler: Any) -> str:
 def refusal(sampler: Any) -> str | None:
     """Why a replay of ``sampler``'s epoch cannot be exact, or None when it can be tried."""
     for part in chain(sampler):
-        if isinstance(part, _GLOBAL_RNG_SAMPLERS) and getattr(part, "generator", None) is None:
+        # stoker's RandomSampler subclasses torch's (frameworks check for torch's classes) but
+        # without a generator draws each epoch's order from (seed, epoch): replayable.
+        seeded = isinstance(getattr(part, "seed", None), int)
+        if (
+            isinstance(part, _GLOBAL_RNG_SAMPLERS)
+            and getattr(part, "generator", None) is None
+            and not seeded
+        ):
             return (
                 f"the sampler {_name(part)} has no generator: it draws each epoch's order "
                 "from torch's global RNG at iter(), which a loader state cannot restore, so the "
