@@ -312,3 +312,53 @@ def test_out_of_order_sends_work_to_workers_with_room_as_torch_does(tmp_path: Pa
     assert sorted(ours, key=lambda row: row[1]) == sorted(theirs, key=lambda row: row[1])
     assert sorted(ours) == [(0, 0), (0, 2)] + [(1, i) for i in (1, 3, 4, 5, 6, 7, 8, 9)]
     assert ours[:6] == [(1, i) for i in (1, 3, 4, 5, 6, 7)]
+
+
+def test_persistent_workers_outlive_a_loader_only_the_iterator_references() -> None:
+    """``for x in DataLoader(..., persistent_workers=True)``: nothing else holds the loader."""
+    it = iter(DataLoader(TensorDataset(n=20), batch_size=2, num_workers=2, persistent_workers=True))
+    gc.collect()
+    assert len(list(it)) == 10
+    processes = it._workers  # type: ignore[attr-defined]
+    del it
+    gc.collect()
+    for process in processes:  # the loader went with its iterator, and its workers with it
+        process.join(5)
+        assert not process.is_alive()
+
+
+class _SecondStreamWaitsForFirst(torch.utils.data.IterableDataset[Any]):
+    """Worker 0 streams 0-4, worker 1 streams 5-9, but 5 blocks until 4 was loaded."""
+
+    def __init__(self, flag: Path) -> None:
+        self.flag = flag
+
+    def __iter__(self) -> Any:
+        info = torch.utils.data.get_worker_info()
+        assert info is not None
+        for index in range(info.id * 5, info.id * 5 + 5):
+            if index == 4:
+                self.flag.touch()
+            if index == 5:
+                deadline = time.monotonic() + 20
+                while not self.flag.exists():
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("4 never came: worker 0 got no room to stream")
+                    time.sleep(0.01)
+            yield info.id, index
+
+
+def test_out_of_order_streams_go_on_where_there_is_room_as_torchs_do(tmp_path: Path) -> None:
+    """in_order=False with an IterableDataset: a stalled stream does not hold up the others."""
+    outputs = []
+    for name, cls in (("torch", torch.utils.data.DataLoader), ("stoker", DataLoader)):
+        loader = cls(
+            _SecondStreamWaitsForFirst(tmp_path / name),
+            batch_size=None,
+            num_workers=2,
+            in_order=False,
+        )
+        outputs.append([(int(w), int(i)) for w, i in loader])
+    theirs, ours = outputs
+    assert sorted(ours) == sorted(theirs) == [(i // 5, i) for i in range(10)]
+    assert ours[:4] == theirs[:4] == [(0, i) for i in range(4)]  # 4 may race with 5

@@ -10,9 +10,9 @@ Invariants:
   ones waiting in the reorder buffer included;
 * task ``seq`` goes to worker ``seq % num_workers`` (map-style), or round robin over the workers
   whose stream has not ended (iterable) — torch's assignment, so code that depends on which
-  worker loads what behaves as under torch; with ``in_order=False`` (map-style) it goes, as in
-  torch, to the next worker in turn that holds fewer than ``prefetch_factor`` undelivered tasks,
-  so a slow worker's share moves to the others;
+  worker loads what behaves as under torch; with ``in_order=False`` it goes, as in torch, to
+  the next worker in turn (whose stream goes on) that holds fewer than ``prefetch_factor``
+  undelivered tasks, so a slow worker's share moves to the others;
 * with ``in_order`` the user sees tasks in ``seq`` order whatever finishes first; a task leaves
   ``_pending`` only when its outcome has been delivered (a batch, an error, or nothing);
 * a lost worker's tasks are resent to its replacement and recomputed identically (every
@@ -51,6 +51,7 @@ _POLL_INTERVAL_S = 0.1  # longest wait between liveness checks of the workers
 # With timeout=0 a worker that delivers nothing for this long is reported once: a stopped
 # (SIGSTOP) or deadlocked worker otherwise waits silently forever.
 STALL_WARNING_S = 300.0
+_NO_ROOM = -1  # _next_worker: every worker that may take a task holds prefetch_factor already
 
 
 class Runner(Protocol):
@@ -96,7 +97,18 @@ def describe_task(task: Task) -> str:
 class Delivery(Iterator[Any]):
     """Dispatches a plan's tasks to a runner and yields their batches in order."""
 
-    def __init__(self, plan: EpochPlan, runner: Runner, progress: Progress, owns_runner: bool):
+    def __init__(
+        self,
+        plan: EpochPlan,
+        runner: Runner,
+        progress: Progress,
+        owns_runner: bool,
+        keepalive: object = None,
+    ):
+        # What must outlive this iterator, never read: the loader of persistent workers, so
+        # that `for x in DataLoader(..., persistent_workers=True)` (the loader referenced by
+        # nothing else) does not close the workers under it when the loader is collected.
+        self._keepalive = keepalive
         self._plan = plan
         self._runner = runner
         self._owns_runner = owns_runner
@@ -124,23 +136,27 @@ class Delivery(Iterator[Any]):
     # -- dispatch ----------------------------------------------------------------------------
 
     def _next_worker(self) -> int | None:
-        if self._streams is None:
-            if self._in_order:
-                return self._next_seq % self._num_workers
-            # torch's _try_put_index for in_order=False: the next worker in the cycle with room.
-            # _fill keeps fewer than prefetch_factor * num_workers tasks out, so one has room.
-            room = self._plan.workers.prefetch_factor
-            for _ in range(self._num_workers):
-                worker = self._rr % self._num_workers
-                self._rr += 1
-                if self._load[worker] < room:
-                    return worker
-            return self._next_seq % self._num_workers  # not reached; keeps the budget rule
-        if not self._streams:
+        """The worker for the next task; None when every stream has ended; _NO_ROOM when no
+        worker may take one now (in_order=False: all of them hold prefetch_factor tasks)."""
+        if self._streams is None and self._in_order:
+            return self._next_seq % self._num_workers
+        if self._streams is not None and not self._streams:
             return None
-        worker = self._streams[self._rr % len(self._streams)]
-        self._rr += 1
-        return worker
+        if self._in_order:
+            assert self._streams is not None
+            worker = self._streams[self._rr % len(self._streams)]
+            self._rr += 1
+            return worker
+        # torch's _try_put_index for in_order=False: the next worker of the cycle over all
+        # worker ids whose stream goes on and that holds fewer than prefetch_factor tasks.
+        room = self._plan.workers.prefetch_factor
+        for _ in range(self._num_workers):
+            worker = self._rr % self._num_workers
+            self._rr += 1
+            live = self._streams is None or worker in self._streams
+            if live and self._load[worker] < room:
+                return worker
+        return _NO_ROOM
 
     def _fill(self) -> None:
         plan = self._plan
@@ -148,6 +164,8 @@ class Delivery(Iterator[Any]):
             worker = self._next_worker()
             if worker is None:
                 self._exhausted = True
+                return
+            if worker == _NO_ROOM:  # a delivery frees room and calls _fill again
                 return
             indices = None
             if plan.indices is not None:

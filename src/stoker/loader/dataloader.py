@@ -361,7 +361,9 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
                 self._copy_on_read_checked = True
                 warn_if_copy_on_read(self.dataset)
         runner, owned = self._runner_for(plan)
-        iterator = Delivery(plan, runner, self._progress, owns_runner=owned)
+        iterator = Delivery(
+            plan, runner, self._progress, owns_runner=owned, keepalive=None if owned else self
+        )
         self._active = weakref.ref(iterator)
         return iterator
 
