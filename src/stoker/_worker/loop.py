@@ -9,7 +9,8 @@ Invariants:
   batch the user still holds is never overwritten;
 * it never outlives the loader: on Linux the kernel sends it SIGKILL when the loader's thread
   that started it dies (``PR_SET_PDEATHSIG``), whatever it is doing — holding the GIL, stopped,
-  stuck in C; elsewhere a watchdog thread checks the parent every ``_PARENT_CHECK_INTERVAL_S``.
+  stuck in C; elsewhere a watchdog thread checks the parent every ``_PARENT_CHECK_INTERVAL_S``;
+  a forkserver-started worker (the fork server's child) watches the loader's pid instead.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import ctypes
 import dataclasses
 import faulthandler
 import os
+import select
 import signal
 import tempfile
 import threading
@@ -57,8 +59,7 @@ class WorkerConfig:
     drop_last: bool
     is_iterable: bool
     worker_init_fn: Any
-    base_seed: int
-    start_epoch: int
+    base_seed: int  # torch's base_seed of the pass that starts this worker
     slot_prefix: str  # this worker generation's slot names start with it
     use_shm: bool
     slots_per_worker: int
@@ -67,7 +68,17 @@ class WorkerConfig:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """Have the kernel SIGKILL this process when the loader goes; a watchdog where it cannot."""
+    """Have the kernel SIGKILL this process when the loader goes; a watchdog where it cannot.
+
+    A fork- or spawn-started worker is the loader's child. A forkserver-started one is the fork
+    server's child, so its parent pid is not the loader's and PR_SET_PDEATHSIG would follow the
+    fork server: it watches the loader's pid instead (a pidfd, or a poll where there is none).
+    """
+    if os.getppid() != parent_pid:
+        if not _pid_alive(parent_pid):  # the loader died before this worker got here
+            os._exit(0)
+        threading.Thread(target=_watch_pid, args=(parent_pid,), daemon=True).start()
+        return
     armed = False
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -83,6 +94,33 @@ def _watch_parent(parent_pid: int) -> None:
         time.sleep(_PARENT_CHECK_INTERVAL_S)
         if os.getppid() != parent_pid:
             os._exit(0)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else: cannot be the loader, but alive
+        return True
+    return True
+
+
+def _watch_pid(pid: int) -> None:
+    """Exit when process ``pid`` (the loader, not this worker's parent) ends."""
+    try:
+        fd = os.pidfd_open(pid)  # Linux >= 5.3: readable once the process has exited
+    except (AttributeError, OSError):
+        fd = -1
+    if fd >= 0:
+        try:
+            select.select([fd], [], [])
+            os._exit(0)
+        except OSError:
+            pass  # fall back to polling the pid
+    while _pid_alive(pid):
+        time.sleep(_PARENT_CHECK_INTERVAL_S)
+    os._exit(0)
 
 
 def worker_loop(
@@ -120,11 +158,9 @@ def worker_loop(
 
 
 def _start(worker_id: int, dataset: Any, conn: Any, config: WorkerConfig, stack_fd: int) -> bool:
-    # torch's rule (seed = base_seed + worker_id for random and torch, numpy from both), with
-    # the base drawn from (seed, epoch), before worker_init_fn, which may seed as it likes.
-    seed = info.torch_worker_seed(
-        info.pass_base_seed(config.base_seed, config.start_epoch), worker_id
-    )
+    # torch's rule (seed = base_seed + worker_id for random and torch, numpy from both),
+    # before worker_init_fn, which may seed as it likes.
+    seed = info.torch_worker_seed(config.base_seed, worker_id)
     info._set_worker_info(info.WorkerInfo(worker_id, config.num_workers, seed, dataset))
     try:
         if config.worker_init_fn is not None:

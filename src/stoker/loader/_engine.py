@@ -10,7 +10,9 @@ Invariants:
   ones waiting in the reorder buffer included;
 * task ``seq`` goes to worker ``seq % num_workers`` (map-style), or round robin over the workers
   whose stream has not ended (iterable) — torch's assignment, so code that depends on which
-  worker loads what behaves as under torch;
+  worker loads what behaves as under torch; with ``in_order=False`` it goes, as in torch, to
+  the next worker in turn (whose stream goes on) that holds fewer than ``prefetch_factor``
+  undelivered tasks, so a slow worker's share moves to the others;
 * with ``in_order`` the user sees tasks in ``seq`` order whatever finishes first; a task leaves
   ``_pending`` only when its outcome has been delivered (a batch, an error, or nothing);
 * a lost worker's tasks are resent to its replacement and recomputed identically (every
@@ -50,6 +52,7 @@ _POLL_INTERVAL_S = 0.1  # longest wait between liveness checks of the workers
 # With timeout=0 a worker that delivers nothing for this long is reported once: a stopped
 # (SIGSTOP) or deadlocked worker otherwise waits silently forever.
 STALL_WARNING_S = 300.0
+_NO_ROOM = -1  # _next_worker: every worker that may take a task holds prefetch_factor already
 
 
 class Runner(Protocol):
@@ -95,7 +98,18 @@ def describe_task(task: Task) -> str:
 class Delivery(Iterator[Any]):
     """Dispatches a plan's tasks to a runner and yields their batches in order."""
 
-    def __init__(self, plan: EpochPlan, runner: Runner, progress: Progress, owns_runner: bool):
+    def __init__(
+        self,
+        plan: EpochPlan,
+        runner: Runner,
+        progress: Progress,
+        owns_runner: bool,
+        keepalive: object = None,
+    ):
+        # What must outlive this iterator, never read: the loader of persistent workers, so
+        # that `for x in DataLoader(..., persistent_workers=True)` (the loader referenced by
+        # nothing else) does not close the workers under it when the loader is collected.
+        self._keepalive = keepalive
         self._plan = plan
         self._runner = runner
         self._owns_runner = owns_runner
@@ -107,6 +121,7 @@ class Delivery(Iterator[Any]):
             list(range(self._num_workers)) if plan.fetch.is_iterable else None
         )
         self._rr = 0
+        self._load = [0] * self._num_workers  # undelivered tasks per worker
         self._pending: dict[int, tuple[Task, int]] = {}  # seq -> (task, worker), in seq order
         self._done: dict[int, Event] = {}  # the reorder buffer: outcomes not yet delivered
         self._next_seq = 0
@@ -116,19 +131,34 @@ class Delivery(Iterator[Any]):
         self._replayed: dict[int, str] = {}  # a resumed stream's replay, checked at its end
         self._ended: BaseException | None = None  # why this iterator ended, once it has
         self._stall_warned: set[int] = set()
+        self._yielded = 0  # batches this iterator returned (torch's _num_yielded)
         runner.begin(plan)
         self._fill()
 
     # -- dispatch ----------------------------------------------------------------------------
 
     def _next_worker(self) -> int | None:
-        if self._streams is None:
+        """The worker for the next task; None when every stream has ended; _NO_ROOM when no
+        worker may take one now (in_order=False: all of them hold prefetch_factor tasks)."""
+        if self._streams is None and self._in_order:
             return self._next_seq % self._num_workers
-        if not self._streams:
+        if self._streams is not None and not self._streams:
             return None
-        worker = self._streams[self._rr % len(self._streams)]
-        self._rr += 1
-        return worker
+        if self._in_order:
+            assert self._streams is not None
+            worker = self._streams[self._rr % len(self._streams)]
+            self._rr += 1
+            return worker
+        # torch's _try_put_index for in_order=False: the next worker of the cycle over all
+        # worker ids whose stream goes on and that holds fewer than prefetch_factor tasks.
+        room = self._plan.workers.prefetch_factor
+        for _ in range(self._num_workers):
+            worker = self._rr % self._num_workers
+            self._rr += 1
+            live = self._streams is None or worker in self._streams
+            if live and self._load[worker] < room:
+                return worker
+        return _NO_ROOM
 
     def _fill(self) -> None:
         plan = self._plan
@@ -136,6 +166,8 @@ class Delivery(Iterator[Any]):
             worker = self._next_worker()
             if worker is None:
                 self._exhausted = True
+                return
+            if worker == _NO_ROOM:  # a delivery frees room and calls _fill again
                 return
             indices = None
             if plan.indices is not None:
@@ -147,6 +179,7 @@ class Delivery(Iterator[Any]):
             task = Task(plan.pass_id, self._next_seq, plan.epoch, plan.sample_seed, indices)
             self._next_seq += 1
             self._pending[task.seq] = (task, worker)
+            self._load[worker] += 1
             self._runner.submit(worker, task)
 
     # -- iteration -----------------------------------------------------------------------------
@@ -183,6 +216,9 @@ class Delivery(Iterator[Any]):
             batch = self._deliver(event)
             if batch is not NOTHING:
                 self.progress.batches_yielded += 1
+                self._yielded += 1
+                if self._plan.reported_length is not None:
+                    self._warn_past_length()
                 return batch
 
     def _next_outcome(self) -> Event | None:
@@ -200,7 +236,8 @@ class Delivery(Iterator[Any]):
 
     def _take(self, seq: int) -> Event:
         event = self._done.pop(seq)
-        task, _ = self._pending.pop(seq)
+        task, worker = self._pending.pop(seq)
+        self._load[worker] -= 1
         progress = self.progress
         if progress.order_digest is not None:  # a replayed sampler: track what was consumed
             progress.order_digest = chain_digest(progress.order_digest, task.indices)
@@ -239,6 +276,30 @@ class Delivery(Iterator[Any]):
                 self._end(error)
         value = event.value
         return value.result() if isinstance(value, Future) else value
+
+    def _warn_past_length(self) -> None:
+        """torch's warning, word for word: a stream yields more than its reported length.
+
+        Like torch, it compares batches returned with the dataset's len() (samples) recorded
+        when ``len(loader)`` was last called, and warns on every batch past it.
+        """
+        reported = self._plan.reported_length
+        assert reported is not None
+        if self._yielded <= reported:
+            return
+        message = (
+            f"Length of IterableDataset {self._plan.fetch.dataset} was reported to be "
+            f"{reported}(when accessing len(dataloader)), but {self._yielded} samples have been "
+            "fetched. "
+        )
+        if self._plan.workers.num_workers > 0:
+            message += (
+                "For multiprocessing data-loading, this could be caused by not properly "
+                "configuring the IterableDataset replica at each worker. Please see "
+                "https://pytorch.org/docs/stable/data.html#torch.utils.data.IterableDataset for "
+                "examples."
+            )
+        warnings.warn(message, UserWarning, stacklevel=3)
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -280,8 +341,11 @@ class Delivery(Iterator[Any]):
     def _on_lost(self, event: WorkerLost) -> None:
         workers = self._plan.workers
         held = "; ".join(describe_task(t) for t in self._held_by(event.worker_id)) or "no batch"
+        # torch's words first ("DataLoader worker (pid N) is killed by signal: ..."), which code
+        # that inspects worker deaths matches; then which worker it was and what it held.
         what = (
-            f"DataLoader {self._runner.describe(event.worker_id)} {event.how} while holding {held}"
+            f"DataLoader worker (pid {event.pid}) {event.how}: worker {event.worker_id}, while "
+            f"holding {held}"
         )
         if workers.on_worker_death != "restart" or self._restarts >= workers.max_worker_restarts:
             budget = (
@@ -390,6 +454,17 @@ class Delivery(Iterator[Any]):
     def __del__(self) -> None:
         if getattr(self, "_owns_runner", False):
             self._runner.close()
+
+    @property
+    def _workers(self) -> list[Any]:
+        """torch's private ``_workers``: the worker processes (``multiprocessing.Process``), by
+        worker id, as code written against torch's iterator reads them (pids, join, is_alive).
+
+        A read-only snapshot: a new list on each access, of the processes running now (a
+        replaced worker's new process); empty for threads and in-process loading.
+        """
+        processes = getattr(self._runner, "processes", None)
+        return list(processes) if processes is not None else []
 
     def __len__(self) -> int:
         if self._plan.length is None:

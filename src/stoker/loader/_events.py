@@ -36,10 +36,12 @@ class Raised:
 
 @dataclass(frozen=True)
 class WorkerLost:
-    """Worker ``worker_id`` is gone; ``how`` says why (killed by SIGKILL, exited with code 1)."""
+    """Worker ``worker_id`` (process ``pid``) is gone; ``how`` says why, in torch's words
+    ("is killed by signal: Killed (SIGKILL)", "exited unexpectedly with exit code 1")."""
 
     worker_id: int
     how: str
+    pid: int | None = None
 
 
 @dataclass(frozen=True)

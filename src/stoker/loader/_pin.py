@@ -14,8 +14,9 @@ def pinning_available() -> bool:
     """True when there is an accelerator to pin for; warns once per call site otherwise."""
     if torch.cuda.is_available():
         return True
-    warnings.warn(
-        "pin_memory=True but no CUDA device is available; batches are left unpinned",
+    warnings.warn(  # torch's words first: code that filters the warning looks for them
+        "'pin_memory' argument is set as true but no accelerator is found, then device pinned "
+        "memory won't be used. (stoker: no CUDA device is available; batches are left unpinned)",
         UserWarning,
         stacklevel=4,
     )

@@ -51,7 +51,7 @@ class WorkerSettings:
     persistent: bool
     context: Any  # a multiprocessing context (process mode)
     worker_init_fn: Callable[[int], None] | None
-    base_seed: int
+    base_seed: int  # torch's base_seed: worker i seeds its global RNGs with base_seed + i
     timeout_s: float
     on_worker_death: str
     max_worker_restarts: int
@@ -110,3 +110,6 @@ class EpochPlan:
     skipped: list[tuple[int, int, str]]  # the loader's record, appended to under on_error="skip"
     in_order: bool  # False: deliver batches as they finish
     length: int | None  # len(loader), for len(iterator); None when the dataset has no length
+    # An iterable dataset's len() as the user last asked len(loader) (torch's
+    # _IterableDataset_len_called): yielding more batches than this warns, as in torch.
+    reported_length: int | None = None

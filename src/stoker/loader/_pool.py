@@ -20,10 +20,12 @@ import logging
 import math
 import multiprocessing
 import os
+import pickle
 import select
 import signal
 import threading
 import time
+import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -84,6 +86,8 @@ def resolve_context(context: Any) -> Any:
 
 
 def describe_exit(exitcode: int | None) -> str:
+    """How a worker ended, in torch's words ("is killed by signal: Killed"), with the signal's
+    name after them, so "DataLoader worker (pid N) " + this reads as torch's message."""
     if exitcode is None:
         return "is unresponsive"
     if exitcode < 0:
@@ -91,9 +95,10 @@ def describe_exit(exitcode: int | None) -> str:
             name = signal.Signals(-exitcode).name
         except ValueError:
             name = f"signal {-exitcode}"
-        hint = " (the kernel's OOM killer sends SIGKILL)" if name == "SIGKILL" else ""
-        return f"was killed by {name}{hint}"
-    return f"exited with code {exitcode}"
+        words = signal.strsignal(-exitcode) or name
+        hint = "; the kernel's OOM killer sends SIGKILL" if name == "SIGKILL" else ""
+        return f"is killed by signal: {words} ({name}{hint})"
+    return f"exited unexpectedly with exit code {exitcode}"
 
 
 def _shutdown_processes(processes: list[Any], conns: list[Any], token: str) -> None:
@@ -144,6 +149,7 @@ class ProcessPool:
         fetch, workers = plan.fetch, plan.workers
         self.num_workers = workers.num_workers
         self._context = resolve_context(workers.context)
+        self._start_method = getattr(self._context, "get_start_method", lambda: None)()
         self._dataset = fetch.dataset
         self.token = shm.new_pool_token()
         sweep_orphans()  # names left by loaders that were killed
@@ -158,7 +164,6 @@ class ProcessPool:
             is_iterable=fetch.is_iterable,
             worker_init_fn=workers.worker_init_fn,
             base_seed=workers.base_seed,
-            start_epoch=plan.epoch,
             slot_prefix="",
             use_shm=use_shm,
             slots_per_worker=self.slots_per_worker(workers),
@@ -197,6 +202,12 @@ class ProcessPool:
         return self._pass
 
     @property
+    def processes(self) -> list[Any]:
+        """The worker processes started so far, by worker id (the live generation): a worker
+        found dead has had its process handle closed, and is left out."""
+        return [worker.process for worker in self.workers if worker is not None and worker.alive]
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -217,6 +228,22 @@ class ProcessPool:
         )
         try:
             process.start()
+        except (TypeError, AttributeError, pickle.PicklingError):
+            # spawn and forkserver pickle the dataset, collate_fn and worker_init_fn for the
+            # child; torch warns with this text, and code (and its tests) may look for it.
+            parent_end.close()
+            warnings.warn(
+                "Got pickle error when attempting to start a worker Process. This might be "
+                "because the worker Process arguments are not picklable. Python 3.14+ changed "
+                "the multiprocessing start method in non-Mac POSIX platforms to 'forkserver', "
+                "which requires the worker Process arguments to be picklable. You can also try "
+                "multiprocessing.set_start_method('fork') (stoker: or "
+                "multiprocessing_context='fork', or worker_mode='thread', which pickles nothing; "
+                f"start method here: {self._start_method!r}).",
+                UserWarning,
+                stacklevel=2,
+            )
+            raise
         finally:
             child_end.close()
         self._processes.append(process)
@@ -277,11 +304,11 @@ class ProcessPool:
             if worker.alive and not worker.process.is_alive():  # died idle, between passes
                 exitcode = worker.process.exitcode
                 _log.warning(
-                    "DataLoader worker %d (pid %s) %s while idle between epochs; starting a new "
-                    "one",
-                    worker.worker_id,
+                    "DataLoader worker (pid %s) %s while idle between epochs (worker %d); "
+                    "starting a new one",
                     worker.pid,
                     describe_exit(exitcode),
+                    worker.worker_id,
                 )
                 self._forget(worker)
                 self._start(worker.worker_id, worker.generation + 1)
@@ -319,7 +346,7 @@ class ProcessPool:
                     continue
                 exitcode = worker.process.exitcode
                 self._forget(worker)
-                events.append(WorkerLost(worker.worker_id, describe_exit(exitcode)))
+                events.append(WorkerLost(worker.worker_id, describe_exit(exitcode), worker.pid))
         self._flush_frees()
         return events
 

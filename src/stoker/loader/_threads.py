@@ -103,7 +103,7 @@ class ThreadRunner:
                     self._shared,
                     plan.fetch,
                     workers.num_workers,
-                    info.pass_base_seed(workers.base_seed, plan.epoch) + worker_id,
+                    workers.base_seed + worker_id,
                     workers.worker_init_fn,
                     pin,
                 ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import torch
 import torch.utils.data
 from torch.utils.data.dataloader import _DatasetKind
+from typing_extensions import TypeVar
 
 from stoker._copy_on_read import warn_if_copy_on_read
 from stoker._transport.bank import SlotBank
+from stoker._worker import info
 from stoker.collate import default_collate, default_convert
 from stoker.loader import _resume
 from stoker.loader._engine import Delivery, Runner
@@ -30,6 +33,9 @@ __all__ = ["DataLoader"]
 # still load where they meant the same (see load_state_dict).
 _STATE_VERSION = 2
 _END: Any = object()
+# Generic like torch's: annotations such as DataLoader[list[torch.Tensor]] keep working.
+# Any by default (PEP 696): a plain DataLoader(...) needs no annotation.
+_T_co = TypeVar("_T_co", covariant=True, default=Any)
 
 
 def _draw_seed(generator: torch.Generator | None) -> int:
@@ -41,7 +47,7 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-class DataLoader(torch.utils.data.DataLoader[Any]):
+class DataLoader(torch.utils.data.DataLoader[_T_co]):
     """Batches from a dataset, with torch's ``DataLoader`` arguments and stoker's guarantees.
 
     A ``torch.utils.data.DataLoader`` subclass: frameworks that check for torch's loader
@@ -55,6 +61,10 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
       augmentation (``stoker.seeding``) derive from (seed, epoch, index), so batches are the
       same for any ``num_workers`` and after a resume. Without ``seed`` one is drawn from
       ``generator`` (torch's behaviour, same shuffle orders as torch) or torch's global RNG.
+      Worker processes seed ``random``, ``numpy`` and ``torch`` by torch's rule (worker ``i``:
+      ``base_seed + i``, before ``worker_init_fn``); ``base_seed`` is drawn as torch draws it,
+      at ``iter()`` from ``generator`` or torch's global RNG, or, with ``seed``, derived from
+      (seed, epoch).
     * ``batch_transform``: applied to each collated batch, in the worker.
     * ``worker_mode="thread"``: workers are threads, not processes — for in-memory datasets
       whose loading releases the GIL (numpy, torch, batched transforms); nothing is forked,
@@ -95,58 +105,96 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
         max_worker_restarts: int = 3,
         worker_mode: str = "process",
     ):
+        # torch's checks, in torch's order and with torch's messages first (code and tests
+        # match on them), then what to do about it; stoker's own checks follow.
         _require(
-            isinstance(num_workers, int) and num_workers >= 0,
+            not (isinstance(num_workers, int) and num_workers < 0),
             "num_workers option should be non-negative; use num_workers=0 to disable "
-            f"multiprocessing (got {num_workers!r})",
+            f"multiprocessing. (got num_workers={num_workers!r})",
         )
-        _require(timeout >= 0, f"timeout option should be non-negative, got {timeout!r} seconds")
+        _require(
+            isinstance(num_workers, int),
+            f"num_workers option should be a non-negative integer, got {num_workers!r}",
+        )
+        _require(
+            timeout >= 0,
+            f"timeout option should be non-negative (got timeout={timeout!r}); 0 waits forever",
+        )
         if num_workers == 0:
             _require(
                 prefetch_factor is None,
-                "prefetch_factor option could only be specified in multiprocessing: got "
-                f"{prefetch_factor!r} with num_workers=0; set num_workers > 0 or leave "
-                "prefetch_factor as None",
-            )
-            _require(
-                not persistent_workers,
-                "persistent_workers option needs num_workers > 0: with num_workers=0 there are "
-                "no workers to keep",
+                "prefetch_factor option could only be specified in multiprocessing.let "
+                "num_workers > 0 to enable multiprocessing, otherwise set prefetch_factor to "
+                f"None. (got prefetch_factor={prefetch_factor!r} with num_workers=0)",
             )
         else:
             prefetch_factor = 2 if prefetch_factor is None else prefetch_factor
             _require(
-                isinstance(prefetch_factor, int) and prefetch_factor > 0,
-                f"prefetch_factor option should be non-negative, and > 0 when num_workers > 0, "
-                f"got {prefetch_factor!r}",
+                not (isinstance(prefetch_factor, int) and prefetch_factor < 0),
+                f"prefetch_factor option should be non-negative, got {prefetch_factor!r}",
             )
-        if batch_size is not None:
+            # torch accepts 0 and then sends no task at all: every epoch is silently empty.
             _require(
-                isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size > 0,
-                f"batch_size must be a positive integer or None, got {batch_size!r}",
+                isinstance(prefetch_factor, int) and prefetch_factor > 0,
+                f"prefetch_factor should be a positive integer when num_workers > 0 (batches "
+                f"each worker loads ahead), got {prefetch_factor!r}",
             )
+        _require(
+            not (persistent_workers and num_workers == 0),
+            "persistent_workers option needs num_workers > 0: with num_workers=0 there are "
+            "no workers to keep; set num_workers > 0 or persistent_workers=False",
+        )
+        self.num_workers = num_workers
+        self.multiprocessing_context = multiprocessing_context  # torch's validating setter
         self._is_iterable = isinstance(dataset, torch.utils.data.IterableDataset)
         if self._is_iterable:
             _require(
-                not shuffle,
-                f"shuffle must be False for an IterableDataset, got {shuffle!r}; "
-                "shuffle inside the dataset's __iter__ instead",
+                shuffle in (False, None),
+                "DataLoader with IterableDataset: expected unspecified shuffle option, but got "
+                f"shuffle={shuffle}; the dataset's __iter__ decides the order: shuffle there",
             )
-            _require(sampler is None, "sampler cannot be used with an IterableDataset")
-            _require(batch_sampler is None, "batch_sampler cannot be used with an IterableDataset")
+            _require(
+                sampler is None,
+                "DataLoader with IterableDataset: expected unspecified sampler option, but got "
+                f"sampler={sampler}; the dataset's __iter__ decides what is loaded",
+            )
+            _require(
+                batch_sampler is None,
+                "DataLoader with IterableDataset: expected unspecified batch_sampler option, "
+                f"but got batch_sampler={batch_sampler}; use batch_size= and drop_last=",
+            )
+        else:
+            shuffle = bool(shuffle)
         _require(
             sampler is None or not shuffle,
-            "sampler and shuffle=True are mutually exclusive: the sampler decides the order",
+            "sampler option is mutually exclusive with shuffle: the sampler decides the order; "
+            "pass a shuffling sampler, or shuffle=True without a sampler",
         )
         if batch_sampler is not None:
             _require(
                 batch_size == 1 and not shuffle and sampler is None and not drop_last,
-                "batch_sampler is mutually exclusive with batch_size, shuffle, sampler and "
-                "drop_last: it decides all of them",
+                "batch_sampler option is mutually exclusive with batch_size, shuffle, sampler, "
+                "and drop_last: the batch sampler decides all of them (got "
+                f"batch_size={batch_size!r}, shuffle={shuffle!r}, sampler={sampler!r}, "
+                f"drop_last={drop_last!r})",
             )
             batch_size, drop_last = None, False
         elif batch_size is None:
-            _require(not drop_last, "drop_last=True needs a batch_size; batch_size is None")
+            _require(
+                not drop_last,
+                "batch_size=None option disables auto-batching and is mutually exclusive with "
+                "drop_last; pass a batch_size to drop the last incomplete batch",
+            )
+        else:  # torch's BatchSampler checks these when the loader makes one
+            _require(
+                isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size > 0,
+                "batch_size should be a positive integer value, but got "
+                f"batch_size={batch_size}; use batch_size=None to disable auto-batching",
+            )
+            _require(
+                isinstance(drop_last, bool),
+                f"drop_last should be a boolean value, but got drop_last={drop_last}",
+            )
         _require(
             seed is None or isinstance(seed, int),
             f"seed must be an integer or None, got {seed!r}",
@@ -179,13 +227,11 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
         )
 
         self.dataset = dataset
-        self.num_workers = num_workers
         self.prefetch_factor = prefetch_factor
         self.pin_memory = pin_memory
         self.pin_memory_device = pin_memory_device
         self.timeout = timeout
         self.worker_init_fn = worker_init_fn
-        self.multiprocessing_context = multiprocessing_context  # torch's validating setter
         self.generator = generator
         self.persistent_workers = persistent_workers
         self.in_order = in_order
@@ -202,6 +248,7 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
 
         # One seed for the loader's lifetime when given or drawn from the global RNG; with a
         # generator and no seed, a new one per epoch drawn from it, in torch's order.
+        self._seed_given = seed is not None
         self._seed_per_epoch = seed is None and generator is not None
         self.seed = seed if seed is not None else (0 if generator is not None else _draw_seed(None))
 
@@ -239,9 +286,18 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
         # What torch's own DataLoader methods read, so they keep working on a stoker loader.
         self._dataset_kind = _DatasetKind.Iterable if self._is_iterable else _DatasetKind.Map
         self._iterator = None
-        self._IterableDataset_len_called = None
+        self._IterableDataset_len_called = None  # set by len(loader), as in torch
         self.__initialized = True  # torch's guard: batch_size, sampler, ... are fixed from now
         self._copy_on_read_checked = False  # warned (or not) about lists workers would copy
+        if worker_mode == "process":
+            self.check_worker_number_rationality()  # torch warns here and again at iter()
+        if pin_memory and pin_memory_device:  # torch's warning (torch gives it at each iter())
+            warnings.warn(
+                "pin_memory_device is deprecated, the current accelerator will be used as the "
+                f"device,ignore pin_memory_device='{pin_memory_device}'.",
+                UserWarning,
+                stacklevel=2,
+            )
 
     # -- iteration -----------------------------------------------------------------------------
 
@@ -282,7 +338,9 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
             # use up its epoch, which this pass takes over.
             return self._fresh_pass(previous.epoch)
         epoch = self._epoch
-        if self._seed_per_epoch:
+        if self._seed_per_epoch and not self._has_live_workers():
+            # torch's draw of base_seed, which its persistent iterator makes only once:
+            # the generator then shuffles as torch's does, epoch after epoch.
             self._epoch_seed = _draw_seed(self.generator)
         sampler = self._index_sampler
         if self._owns_sampler and sampler is not None:
@@ -402,11 +460,12 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
             indices=indices,
             skip_batches=replay,
             fetch=self._fetch_settings(),
-            workers=self._worker_settings(),
+            workers=self._worker_settings(self._workers_base_seed(epoch)),
             budget=ErrorBudget(self.max_errors, self._samples_per_epoch()),
             skipped=self.skipped,
             in_order=self.in_order,
             length=self._length_or_none(),
+            reported_length=self._IterableDataset_len_called if self._is_iterable else None,
         )
         if self.num_workers > 0 and self.worker_mode == "process":
             self.check_worker_number_rationality()  # torch's warning about too many workers
@@ -414,7 +473,9 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
                 self._copy_on_read_checked = True
                 warn_if_copy_on_read(self.dataset)
         runner, owned = self._runner_for(plan)
-        iterator = Delivery(plan, runner, progress, owns_runner=owned)
+        iterator = Delivery(
+            plan, runner, progress, owns_runner=owned, keepalive=None if owned else self
+        )
         self._active = weakref.ref(iterator)
         return iterator
 
@@ -426,7 +487,8 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
         mode = plan.workers.mode
         if mode == "inline":
             return InlineRunner(plan), True
-        if self._runner is not None and not self._runner.closed:
+        if self._has_live_workers():
+            assert self._runner is not None
             return self._runner, False
         runner: Runner
         if mode == "thread":
@@ -453,7 +515,27 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
             drop_last=self.drop_last,
         )
 
-    def _worker_settings(self) -> WorkerSettings:
+    def _workers_base_seed(self, epoch: int) -> int:
+        """torch's ``base_seed`` for this pass's workers (worker i seeds with base_seed + i).
+
+        With ``seed=``: derived from (seed, epoch), the same in every run and after a resume.
+        Otherwise torch's draw: from ``generator`` (the draw this pass already made, the one
+        torch makes) or from torch's global RNG, once per ``iter()`` that starts workers, so
+        ``torch.manual_seed`` gives workers the seeds torch's loader would give them.
+        """
+        if self._seed_given:
+            return info.pass_base_seed(self.seed, epoch)
+        if self._seed_per_epoch:
+            return self._epoch_seed
+        if self._has_live_workers():
+            return 0  # unused: persistent workers were seeded when they started
+        return _draw_seed(None)
+
+    def _has_live_workers(self) -> bool:
+        """Persistent workers that the next pass reuses (torch's iterator ``_reset``)."""
+        return self._runner is not None and not self._runner.closed
+
+    def _worker_settings(self, base_seed: int) -> WorkerSettings:
         return WorkerSettings(
             num_workers=self.num_workers,
             mode="inline" if self.num_workers == 0 else self.worker_mode,
@@ -461,7 +543,7 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
             persistent=self.persistent_workers,
             context=self.multiprocessing_context,
             worker_init_fn=self.worker_init_fn,
-            base_seed=self.seed,
+            base_seed=base_seed,
             timeout_s=self.timeout,
             on_worker_death=self.on_worker_death,
             max_worker_restarts=self.max_worker_restarts,
@@ -470,7 +552,7 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
 
     def _length_or_none(self) -> int | None:
         try:
-            return len(self)
+            return self._length()
         except TypeError:
             return None
 
@@ -497,6 +579,13 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
             runner.close()
 
     def __len__(self) -> int:
+        if self._is_iterable:
+            # torch's NOTE [ IterableDataset and __len__ ]: once len() was asked, an iterator
+            # warns when the stream yields more than the dataset's reported length.
+            self._IterableDataset_len_called = len(self.dataset)  # type: ignore[assignment]
+        return self._length()
+
+    def _length(self) -> int:
         if self._is_iterable:
             n = len(self.dataset)
             if self.batch_size is None:
