@@ -209,6 +209,38 @@ def _has_simplejpeg() -> bool:
 # -------------------------------------------------------------------------- per-sample CPU
 
 
+def per_sample_ms(fn: Callable[[Any], Any], images: list[Any]) -> float:
+    """Median over 3 runs of ``fn``'s thread CPU time per image, in ms."""
+    times = []
+    for _ in range(3):
+        start = time.thread_time()
+        for i, image in enumerate(images):
+            with seeding.sample_context(SEED, 0, [i]):
+                fn(image)
+        times.append((time.thread_time() - start) / len(images) * 1e3)
+    return statistics.median(times)
+
+
+def pipeline_costs(paths: list[Path], pipeline: str) -> dict[str, float]:
+    """The per-sample costs :func:`cpu_ceilings` needs for ``pipeline``, measured again.
+
+    Taken between repetitions, as the decode ceilings are: one profile taken while the
+    machine was briefly busy once put a ceiling below what a loader then reached.
+    """
+    torch.set_num_threads(1)
+    pils = [_pil(p.read_bytes()) for p in paths]
+    arrays = [np.array(p) for p in pils]
+    make = pipeline_a if pipeline == "A" else pipeline_b
+    after = f"pipeline {pipeline} after decode"
+    return {
+        "decode, Pillow → PIL": per_sample_ms(lambda p: _pil(p.read_bytes()), paths),
+        "decode, decode_image → array": per_sample_ms(decode_image, paths),
+        f"{after}, stoker PIL": per_sample_ms(make(T), pils),
+        f"{after}, stoker array": per_sample_ms(make(T), arrays),
+        f"{after}, torchvision": per_sample_ms(make(v2), pils),
+    }
+
+
 def profile_transforms(paths: list[Path]) -> tuple[list[str], dict[str, float]]:
     """Median ms per sample (one thread, thread CPU time) for each transform, both libraries.
 
@@ -225,16 +257,6 @@ def profile_transforms(paths: list[Path]) -> tuple[list[str], dict[str, float]]:
         ("pipeline A after decode", pipeline_a(T), pipeline_a(v2)),
         ("pipeline B after decode", pipeline_b(T), pipeline_b(v2)),
     ]
-
-    def per_sample_ms(fn: Callable[[Any], Any], images: list[Any]) -> float:
-        times = []
-        for _ in range(3):
-            start = time.thread_time()
-            for i, image in enumerate(images):
-                with seeding.sample_context(SEED, 0, [i]):
-                    fn(image)
-            times.append((time.thread_time() - start) / len(images) * 1e3)
-        return statistics.median(times)
 
     decode_rows = [
         ("decode, Pillow → PIL", per_sample_ms(lambda p: _pil(p.read_bytes()), paths)),
@@ -414,6 +436,7 @@ def run_pipeline(
     rates: dict[str, list[float]] = {label: [] for label, _, _ in candidates}
     firsts: dict[str, list[float]] = {label: [] for label, _, _ in candidates}
     ceil_runs: dict[str, list[float]] = {k: [v] for k, v in ceiling.items()}
+    cost_runs: dict[str, list[float]] = {}
     for rep in range(repeats):
         for label, make, _ in candidates:
             rate, first = epoch(make)
@@ -422,6 +445,8 @@ def run_pipeline(
             print(f"  {name} rep {rep + 1}: {label:52s} {rate:8,.0f} samples/s", flush=True)
         for key, value in ceilings(paths[:400]).items():
             ceil_runs[key].append(value)
+        for key, value in pipeline_costs(paths[:100], name).items():
+            cost_runs.setdefault(key, []).append(value)
     ceil = {k: statistics.median(v) for k, v in ceil_runs.items()}
     reference = statistics.median(rates[candidates[0][0]])
     decoder_for = {
@@ -462,9 +487,11 @@ def run_pipeline(
         f"{ceil[decoder_for['arrays (decode_image)']]:,.0f} | "
         f"{ceil[decoder_for['arrays (decode_image)']] / reference:.2f}× | 100% | |"
     )
-    for label, ms, rate in cpu_ceilings(costs, name):
+    measured = costs | {key: statistics.median(runs) for key, runs in cost_runs.items()}
+    for label, ms, rate in cpu_ceilings(measured, name):
         table.append(
-            f"| *CPU ceiling, {label}: 2 cores / {ms:.2f} ms decode + transform* | {rate:,.0f} | "
+            f"| *CPU ceiling, {label}: 2 cores / {ms:.2f} ms decode + transform (median of "
+            f"{len(cost_runs.get('decode, Pillow → PIL', []))} profiles)* | {rate:,.0f} | "
             f"{rate / reference:.2f}× | | |"
         )
     return table
