@@ -251,10 +251,12 @@ def test_worker_killed_by_a_signal_is_reported_in_torchs_words() -> None:
     assert "dataset indices [0, 1]" in message
 
 
-@pytest.mark.parametrize("persistent", [False, True])
+@pytest.mark.parametrize("persistent", [False])  # persistent: a deliberate difference, below
 def test_shuffle_with_a_generator_equals_torchs_epoch_after_epoch(persistent: bool) -> None:
-    """torch draws base_seed from the generator at iter(), once for persistent workers; the
-    sampler shuffles from what is left: the orders only match if stoker draws as torch does."""
+    """torch draws base_seed from the generator at iter(); the sampler shuffles from what is
+    left: the orders only match if stoker draws as torch does. (torch's persistent iterator
+    draws once; stoker draws every epoch whatever persistent_workers, so that batches and
+    resumes do not depend on it: test_persistent_workers_do_not_change_generator_orders.)"""
 
     def make(cls: Any) -> Any:
         return cls(
@@ -270,6 +272,20 @@ def test_shuffle_with_a_generator_equals_torchs_epoch_after_epoch(persistent: bo
     for _epoch in range(3):
         assert [b.tolist() for b in ours] == [b.tolist() for b in theirs]
     ours.close()
+
+
+def test_persistent_workers_do_not_change_generator_orders() -> None:
+    def make(**options: Any) -> Any:
+        return DataLoader(
+            list(range(10)), batch_size=3, shuffle=True,
+            generator=torch.Generator().manual_seed(3), **options,
+        )  # fmt: skip
+
+    loaders = [make(), make(num_workers=2), make(num_workers=2, persistent_workers=True)]
+    epochs = [[[b.tolist() for b in loader] for _ in range(3)] for loader in loaders]
+    assert epochs[0] == epochs[1] == epochs[2]
+    assert len({str(e) for e in epochs[0]}) == 3  # each epoch its own order
+    loaders[2].close()
 
 
 class _FirstWaitsForLast(torch.utils.data.Dataset[Any]):

@@ -278,7 +278,6 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
         self._epoch = 0
         self._epoch_seed = self.seed
         self._resume: dict[str, Any] | None = None
-        self._keep_epoch_seed = False  # a resumed finished epoch's seed carries on (see below)
         self._progress: Progress | None = None
         self._runner: Runner | None = None  # the persistent workers, when persistent_workers
         self._slot_bank: SlotBank | None = None  # without them: slots for the next epoch's workers
@@ -339,10 +338,11 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
             # use up its epoch, which this pass takes over.
             return self._fresh_pass(previous.epoch)
         epoch = self._epoch
-        keep_seed, self._keep_epoch_seed = self._keep_epoch_seed, False
-        if self._seed_per_epoch and not self._has_live_workers() and not keep_seed:
-            # torch's draw of base_seed, which its persistent iterator makes only once:
-            # the generator then shuffles as torch's does, epoch after epoch.
+        if self._seed_per_epoch:
+            # torch's draw of base_seed at iter(), so the generator then shuffles as torch's
+            # non-persistent loader does. Made every epoch with persistent workers too (torch's
+            # persistent iterator draws once): batches must not depend on persistent_workers,
+            # or a resume into another configuration would not be exact (docs: differs).
             self._epoch_seed = _draw_seed(self.generator)
         sampler = self._index_sampler
         if self._owns_sampler and sampler is not None:
@@ -407,9 +407,6 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
                 pass  # one was walked through: either now stands after the epoch
             self._epoch = epoch + 1
             self._progress = None
-            # The saved run's persistent workers were alive for the next epoch, so it drew no
-            # new seed there (torch's persistent iterator draws base_seed once): neither may we.
-            self._keep_epoch_seed = self.persistent_workers and self.num_workers > 0
             return None
         progress = Progress(
             epoch, self._epoch_seed, skip, positions_done=skip, in_order=self._delivers_in_order
