@@ -40,11 +40,20 @@ def _is_helper(process: psutil.Process) -> bool:
     return "resource_tracker" in command or "forkserver" in command
 
 
+def is_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process: a zombie, or one that exits while we look, is not."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        # CI saw a worker exit between children() listing it and status() reading its stat
+        return False
+
+
 def live_children() -> list[psutil.Process]:
     return [
         c
         for c in psutil.Process().children(recursive=True)
-        if c.status() != "zombie" and not _is_helper(c)
+        if is_running(c.pid) and not _is_helper(c)
     ]
 
 

@@ -20,7 +20,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import torch
 
@@ -29,7 +28,7 @@ from stoker.errors import LoaderClosedError, LoaderTimeoutError, TooManyErrorsEr
 from stoker.loader import _engine
 from tests.contracts.modes import worker_pids
 from tests.helpers import FailingDataset, TensorDataset
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import is_running, wait_until
 
 
 class _WhoLoads(stoker.Dataset[Any]):
@@ -335,11 +334,7 @@ def test_a_process_group_sigkill_leaves_nothing_once_the_next_loader_starts() ->
         pids = [int(p) for p in parent.stdout.readline().split()]
         os.killpg(parent.pid, signal.SIGKILL)
         parent.wait(10)
-    assert wait_until(
-        lambda: (
-            not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
-        )
-    )
+    assert wait_until(lambda: not any(is_running(p) for p in pids))
     next(iter(stoker.DataLoader(TensorDataset(n=4), num_workers=1)))  # sweeps the dead's names
     assert _names_of(pids[0]) == []
     assert not list(Path(tempfile.gettempdir()).glob(f"stoker-{pids[0]}-*"))
@@ -367,7 +362,7 @@ def test_a_stopped_worker_dies_with_its_sigkilled_loader() -> None:
         parent.kill()
         parent.wait(10)
     assert wait_until(
-        lambda: not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie",
+        lambda: not is_running(worker),
         5.0,
     ), "a stopped worker outlived its loader"
 

@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import numpy as np
-import psutil
 import pytest
 import torch
 import torch.utils.data
@@ -28,7 +27,7 @@ from tests.helpers import (
     TensorDataset,
     assert_batches_equal,
 )
-from tests.integration.conftest import live_children, stoker_segments, wait_until
+from tests.integration.conftest import is_running, live_children, stoker_segments, wait_until
 
 DATASETS = {
     "per-sample": lambda: TensorDataset(n=45),
@@ -329,9 +328,7 @@ def test_workers_exit_when_the_main_process_is_sigkilled() -> None:
         killed_at = time.monotonic()
 
         def gone() -> bool:
-            return not any(
-                psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids
-            )
+            return not any(is_running(p) for p in pids)
 
         assert wait_until(gone, 5.0), "workers outlived their SIGKILLed parent"
         assert time.monotonic() - killed_at < 5.0

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import torch
 
@@ -19,7 +18,7 @@ from stoker import DataLoader
 from stoker._transport.bank import SlotBank
 from stoker.loader import _pool
 from tests.helpers import BatchedDataset
-from tests.integration.conftest import live_children, wait_until
+from tests.integration.conftest import is_running, live_children, wait_until
 
 
 def shm_mappings() -> int:
@@ -152,9 +151,7 @@ def test_a_script_that_ends_right_after_an_epoch_leaves_nothing() -> None:
     assert len(pids) == 2
 
     def gone() -> bool:
-        return not any(
-            psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids
-        )
+        return not any(is_running(p) for p in pids)
 
     assert wait_until(gone, 5.0), "workers outlived the script"
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"stoker-{script.pid}-")]

@@ -20,14 +20,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import torch
 import torch.utils.data
 
 from stoker import DataLoader
 from tests.helpers import TensorDataset, assert_batches_equal
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import is_running, wait_until
 
 
 class _WhoLoads(torch.utils.data.Dataset[Any]):
@@ -109,9 +108,7 @@ def test_forkserver_workers_exit_when_the_loader_is_sigkilled(tmp_path: Path) ->
         parent.wait(5)
 
         def gone() -> bool:
-            return not any(
-                psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids
-            )
+            return not any(is_running(p) for p in pids)
 
         assert wait_until(gone, 5.0), "forkserver workers outlived their SIGKILLed loader"
 
