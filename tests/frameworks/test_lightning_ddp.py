@@ -102,12 +102,6 @@ def test_lightning_ddp_with_worker_processes_and_padding(tmp_path: Path) -> None
 
 @pytest.mark.slow
 @pytest.mark.timeout(TEST_TIMEOUT_S)
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: passed on its branch; after merging the v2 resume state, rank 1 of the resumed "
-    "DDP fit fails in one CI run, the first error hidden behind Lightning's teardown error "
-    "('Please call iter(combined_loader) first'); to be traced with the rank's full output",
-)
 def test_lightning_ddp_resumes_mid_epoch_from_its_checkpoint(tmp_path: Path) -> None:
     """Lightning saves the loader's state_dict in its checkpoint (rank 0's) and loads it on every
     rank: resumed mid-epoch 0 and mid-epoch 1, each rank goes on with its exact next batch."""

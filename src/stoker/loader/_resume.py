@@ -14,12 +14,17 @@ the new iterator yields the same order, so:
   state can put back: a mid-epoch state of theirs is refused at ``load_state_dict``;
 * for every other sampler the replay is checked: the saved state carries a digest of the
   indices the run consumed, the replay recomputes it, and a different order is refused at
-  ``iter()`` instead of resuming with lost or repeated samples.
+  ``iter()`` instead of resuming with lost or repeated samples;
+* a distributed sampler (one with ``rank`` and ``num_replicas``, as torch's) has a different
+  order on every rank, and frameworks save one rank's loader state and load it on all
+  (Lightning saves rank 0's): the digest is checked against a copy of the sampler set to the
+  saved rank, and each rank then replays its own shard from the same restored epoch.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 from array import array
 from typing import Any
@@ -97,16 +102,60 @@ def epoch_start(sampler: Any) -> list[dict[str, Any]]:
     record: list[dict[str, Any]] = []
     for part in chain(sampler):
         generator = getattr(part, "generator", None)
-        epoch = getattr(part, "epoch", None)
         record.append(
             {
                 "generator": encode_generator(generator)
                 if isinstance(generator, torch.Generator)
                 else None,
-                "epoch": epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None,
+                "epoch": _int_attribute(part, "epoch"),
+                "rank": _int_attribute(part, "rank"),
+                "num_replicas": _int_attribute(part, "num_replicas"),
             }
         )
     return record
+
+
+def _int_attribute(part: Any, name: str) -> int | None:
+    value = getattr(part, name, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def as_own_rank(sampler: Any, record: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``record`` (another rank's epoch start) with this chain's ranks: what this rank saves."""
+    return [
+        {**saved, "rank": _int_attribute(part, "rank")}
+        for part, saved in zip(chain(sampler), record, strict=True)
+    ]
+
+
+def as_saved_rank(sampler: Any, record: list[dict[str, Any]]) -> Any | None:
+    """A copy of ``sampler``'s chain dealing the saved rank's shard; None if that is this one.
+
+    The copy shares any generator with the original: replay it before the restored original.
+    """
+    parts = chain(sampler)
+    if not any(
+        saved.get("rank") is not None and saved["rank"] != getattr(part, "rank", None)
+        for part, saved in zip(parts, record, strict=True)
+    ):
+        return None
+    copies = [copy.copy(part) for part in parts]
+    for part, saved in zip(copies, record, strict=True):
+        if saved.get("rank") is None:
+            continue
+        here = getattr(part, "num_replicas", None)
+        if here != saved.get("num_replicas"):
+            raise ValueError(
+                f"this loader state was saved on {saved.get('num_replicas')} ranks, and this "
+                f"loader's sampler {_name(part)} deals over {here}; a sampler without a state "
+                "cannot resume an epoch at another world size exactly. Resume on "
+                f"{saved.get('num_replicas')} ranks, or use stoker.DistributedSampler, whose "
+                "state resumes at any world size"
+            )
+        part.rank = saved["rank"]
+    if len(copies) == 2:
+        copies[0].sampler = copies[1]
+    return copies[0]
 
 
 def restore_epoch_start(sampler: Any, record: list[dict[str, Any]]) -> None:

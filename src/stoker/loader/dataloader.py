@@ -397,8 +397,15 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
         else:
             assert replay is not None  # load_state_dict refused any other state
             _resume.restore_epoch_start(sampler, replay["epoch_start"])
-            indices = iter(sampler)
-            digest = self._replay(indices, skip, epoch, replay["digest"])
+            saved_rank = _resume.as_saved_rank(sampler, replay["epoch_start"])
+            if saved_rank is not None:  # the state is another rank's: check its order
+                self._replay(iter(saved_rank), skip, epoch, replay["digest"])
+                _resume.restore_epoch_start(sampler, replay["epoch_start"])
+                indices = iter(sampler)
+                digest = self._replay(indices, skip, epoch, None)
+            else:
+                indices = iter(sampler)
+                digest = self._replay(indices, skip, epoch, replay["digest"])
         encoded = resume.get("generator")
         if encoded is not None and self.generator is not None:
             _resume.decode_generator(self.generator, encoded)
@@ -411,7 +418,8 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
         progress = Progress(
             epoch, self._epoch_seed, skip, positions_done=skip, in_order=self._delivers_in_order
         )
-        progress.epoch_start = replay["epoch_start"] if replay is not None else None
+        if replay is not None:  # this rank's record: its digest is of this rank's batches
+            progress.epoch_start = _resume.as_own_rank(sampler, replay["epoch_start"])
         progress.order_digest = digest
         progress.generator_next = encoded
         progress.resume = resume
@@ -420,8 +428,11 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
         replay_stream = skip if self._is_iterable else 0
         return self._pass(epoch, indices, progress=progress, replay=replay_stream)
 
-    def _replay(self, indices: Iterator[Any], skip: int, epoch: int, saved: str) -> str:
-        """Walk past the ``skip`` batches the saved run consumed; refuse another order."""
+    def _replay(self, indices: Iterator[Any], skip: int, epoch: int, saved: str | None) -> str:
+        """Walk past the ``skip`` batches the saved run consumed; refuse another order.
+
+        ``saved`` None: the order was checked on the saved rank's copy of the sampler.
+        """
         digest = ""
         for done in range(skip):
             batch = next(indices, _END)
@@ -432,7 +443,7 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
                     f"yields only {done} this epoch; build the loader as the saved run did"
                 )
             digest = _resume.chain_digest(digest, batch)
-        if digest != saved:
+        if saved is not None and digest != saved:
             raise ValueError(
                 f"cannot resume epoch {epoch} exactly: the sampler "
                 f"{_resume.describe(self._index_sampler)} has no state_dict(), and replaying "
