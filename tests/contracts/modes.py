@@ -108,7 +108,7 @@ def combinations(modes: list[str] | None = None, spawn_kinds: tuple[str, ...] = 
 def make_loader(mode: str, kind: str, n: int = 40, batch_size: int = 8, **extra: Any) -> Any:
     fail_at = extra.pop("fail_at", None)
     dataset = KINDS[kind](n, fail_at=fail_at)
-    shuffle = kind != "iterable"
+    shuffle = extra.pop("shuffle", kind != "iterable" and "sampler" not in extra)
     return stoker.DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, seed=11, **MODES[mode], **extra
     )

@@ -1,4 +1,5 @@
-"""Lightning's DDP on 2 CPU ranks (torchrun, gloo): stoker's loader is sharded as torch's is.
+"""Lightning's DDP on 2 CPU ranks (torchrun, and ddp_spawn; gloo): stoker's loader is sharded as
+torch's is.
 
 Each job runs several ``Trainer.fit`` cases in one process group
 (tests/frameworks/_lightning_rank.py) and records, per rank and epoch, the dataset indices
@@ -10,13 +11,15 @@ very same shards, epoch after epoch.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.distributed.conftest import REPO, TEST_TIMEOUT_S, torchrun
+from tests.distributed.conftest import REPO, TEST_TIMEOUT_S, start, stop, torchrun
 
 pytest.importorskip("lightning")
 
@@ -24,6 +27,7 @@ pytest.importorskip("lightning")
 _PATH = {"PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
 
 _RANK = "tests/frameworks/_lightning_rank.py"
+_SPAWN = "tests/frameworks/_lightning_spawn.py"
 N = 22  # 2 ranks x 11: 3 batches of 4, 4, 3 a rank
 
 
@@ -104,9 +108,11 @@ def test_lightning_ddp_with_worker_processes_and_padding(tmp_path: Path) -> None
 @pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_lightning_ddp_resumes_mid_epoch_from_its_checkpoint(tmp_path: Path) -> None:
     """Lightning saves the loader's state_dict in its checkpoint (rank 0's) and loads it on every
-    rank: resumed mid-epoch 0 and mid-epoch 1, each rank goes on with its exact next batch."""
+    rank: resumed mid-epoch 0, mid-epoch 1 and at epoch 0's last step, each rank goes on with
+    its exact next batch."""
+    # 3 steps an epoch: step 3 is epoch 0's last (its checkpoint resumes with epoch 1 in full)
     got = _fit(tmp_path, "auto_2:stoker:auto:0:2", "auto_4:stoker:auto:0:4",
-               "dist_4:stoker:dist:0:4")  # fmt: skip
+               "dist_4:stoker:dist:0:4", "auto_3:stoker:auto:2:3")  # fmt: skip
     for name, result in got.items():
         step = int(name.split("_")[1])
         for rank in map(str, range(2)):
@@ -114,3 +120,36 @@ def test_lightning_ddp_resumes_mid_epoch_from_its_checkpoint(tmp_path: Path) -> 
             resumed = _batches(result["resumed"][rank])
             for k, (a, b) in enumerate(zip(resumed, whole[step:], strict=True)):
                 assert a == b, f"{name}, rank {rank}: batch {step + k} differs after the resume"
+
+
+def _spawn_fit(out: Path, kind: str, workers: int) -> dict[str, Any]:
+    """One ``strategy="ddp_spawn"`` fit (_lightning_spawn.py): each rank's facts."""
+    out.mkdir(parents=True)
+    command = [sys.executable, _SPAWN, str(out), kind, str(workers)]
+    job = start(command, env=_PATH)
+    try:
+        stdout, stderr = job.communicate(timeout=TEST_TIMEOUT_S / 3)
+    except subprocess.TimeoutExpired:
+        stop(job)
+        pytest.fail(f"ddp_spawn fit of {kind} still running after {TEST_TIMEOUT_S / 3:.0f} s")
+    left = stop(job)
+    assert not left, f"processes of the fit alive after it exited: {left}"
+    assert job.returncode == 0, stdout[-4000:] + stderr[-8000:]
+    return {str(r): json.loads((out / f"rank{r}.json").read_text()) for r in range(2)}
+
+
+@pytest.mark.slow  # about 45 s: two fits, each spawning 2 ranks that import Lightning
+@pytest.mark.timeout(TEST_TIMEOUT_S)
+def test_lightning_ddp_spawn_shards_stoker_loader_as_torch_loader(tmp_path: Path) -> None:
+    """Lightning pickles the module into spawned ranks and re-creates the loader there with
+    its DistributedSampler: each rank's shard is torch's, with stoker's worker processes."""
+    torch_ranks = _spawn_fit(tmp_path / "torch", "torch", 0)
+    stoker_ranks = _spawn_fit(tmp_path / "stoker", "stoker", 2)
+    for rank in stoker_ranks.values():
+        assert rank["loader"] == "stoker.loader.dataloader.DataLoader"
+        assert rank["sampler"] == "torch.utils.data.distributed.DistributedSampler"
+    for ranks in (torch_ranks, stoker_ranks):
+        result = {"ranks": {r: facts["seen"] for r, facts in ranks.items()}}
+        _assert_sharded_once(_epochs(result), N)
+    for r in map(str, range(2)):
+        assert stoker_ranks[r]["seen"] == torch_ranks[r]["seen"], f"rank {r} differs from torch's"

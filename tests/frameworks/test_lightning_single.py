@@ -134,13 +134,6 @@ def test_checkpoints_resume_mid_epoch(tmp_path: Path, workers: int) -> None:
         _assert_same(_resume(tmp_path, name, workers), whole.seen[done:], f"resumed from {name}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: Lightning calls iter() on the loader before sampler.set_epoch(e) when it "
-    "resumes, and stoker fixes the epoch at iter() (torch's num_workers=0 loader at its first "
-    "next()): from the checkpoint of an epoch's last step the resumed epoch's rest is empty and "
-    "the next epoch comes out empty; from an epoch-end checkpoint epoch 0's batches are repeated",
-)
 @pytest.mark.parametrize("name", ["steps/step=5", "epochs/epoch=0"])
 def test_checkpoint_at_an_epochs_end_resumes_with_the_next_epoch(tmp_path: Path, name: str) -> None:
     whole = _checkpointed_fit(tmp_path, 0)

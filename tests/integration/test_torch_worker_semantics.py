@@ -158,6 +158,34 @@ def test_iterator_workers_are_torchs_view_of_the_processes() -> None:
     assert iter(DataLoader(TensorDataset(n=4), num_workers=0))._workers == []  # type: ignore[attr-defined]
 
 
+class _UnevenShards(torch.utils.data.IterableDataset[int]):
+    """Worker ``w`` yields ``range(sizes[w])``: torch's WorkerSpecificIterableDataset."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = sizes
+
+    def __iter__(self) -> Any:
+        info = torch.utils.data.get_worker_info()
+        assert info is not None
+        return iter(range(self.sizes[info.id]))
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_workers_read_after_an_epoch_join_as_exited(round_: int) -> None:
+    """torch's test_iterable_style_dataset joins ``it._workers`` after the epoch and checks
+    each exited with code 0: stoker's reaper joining them too made that join return at once
+    with the process still "alive" (a waitpid race), in 2 of 3 rounds."""
+    loader = DataLoader(_UnevenShards([0, 4, 20]), num_workers=3, batch_size=7)
+    it = iter(loader)
+    assert len(list(it)) == 4
+    workers = it._workers
+    del it, loader
+    for worker in workers:
+        worker.join(60)
+        assert not worker.is_alive()
+        assert worker.exitcode == 0
+
+
 def test_worker_seeds_equal_torchs_with_a_generator() -> None:
     """torch draws base_seed from the loader's generator at iter(); worker i gets base + i."""
     for persistent in (False, True):

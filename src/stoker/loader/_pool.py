@@ -178,6 +178,7 @@ class ProcessPool:
         )
         self._pass = -1
         self._closed = False
+        self._reaper: threading.Thread | None = None  # joining the workers after an epoch
         self._poller = select.poll()  # every live worker's pipe and process sentinel
         self.workers: list[_Worker | None] = [None] * workers.num_workers
         self._processes: list[Any] = []
@@ -204,7 +205,15 @@ class ProcessPool:
     @property
     def processes(self) -> list[Any]:
         """The worker processes started so far, by worker id (the live generation): a worker
-        found dead has had its process handle closed, and is left out."""
+        found dead has had its process handle closed, and is left out.
+
+        After an epoch's end the reaper thread is joining them: it finishes first, since two
+        threads joining one ``multiprocessing.Process`` race in ``waitpid`` and the loser's
+        ``join(60)`` returned at once with the process "alive" (torch's test_dataloader joins
+        the iterator's ``_workers`` after the epoch and checks they exited with code 0).
+        """
+        if self._reaper is not None:
+            self._reaper.join()
         return [worker.process for worker in self.workers if worker is not None and worker.alive]
 
     @property
@@ -449,3 +458,4 @@ class ProcessPool:
         reaper = threading.Thread(target=self._finalizer, name="stoker-reaper", daemon=True)
         reaper.start()
         _reapers.append(reaper)
+        self._reaper = reaper

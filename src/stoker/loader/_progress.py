@@ -33,5 +33,9 @@ class Progress:
     order_digest: str | None = None
     generator_next: str | None = None  # the loader generator's state for the next epoch
     resume: dict[str, Any] | None = None  # the loaded state this pass resumed, if any
+    nothing_left: bool = False  # resumed after the epoch's last batch: an empty rest
+    # Each chain sampler's (epoch, set_epoch calls) when this pass drew its order
+    # (stoker.loader._resume.epoch_marks): the epoch the pass's order is of.
+    drawn_marks: list[tuple[int | None, int | None]] = field(default_factory=list)
     # A stream's: each worker's fingerprint chain (stoker._fetch) of the batches consumed.
     stream_digests: dict[int, str] = field(default_factory=dict)

@@ -115,6 +115,36 @@ def epoch_start(sampler: Any) -> list[dict[str, Any]]:
     return record
 
 
+EpochMark = tuple[int | None, int | None]
+
+
+def epoch_marks(sampler: Any) -> list[EpochMark]:
+    """Each chain sampler's ``epoch`` and count of ``set_epoch`` calls (None where it has none).
+
+    A changed mark means someone called ``set_epoch``: stoker's samplers count the calls,
+    since their epoch also moves by itself at ``iter()``; other samplers' epoch moves only by
+    ``set_epoch`` (torch's DistributedSampler), and a changed value says so.
+    """
+    if sampler is None:
+        return []
+    return [
+        (_int_attribute(part, "epoch"), _int_attribute(part, "epochs_set"))
+        for part in chain(sampler)
+    ]
+
+
+def first_epoch(marks: list[EpochMark]) -> int | None:
+    """The epoch of the first sampler in the chain that has one."""
+    return next((epoch for epoch, _ in marks if epoch is not None), None)
+
+
+def set_chain_epochs(sampler: Any, marks: list[EpochMark]) -> None:
+    """Put each chain sampler's ``epoch`` back to ``marks``'s (its call count unchanged)."""
+    for part, (epoch, _) in zip(chain(sampler), marks, strict=True):
+        if epoch is not None:
+            part.epoch = epoch
+
+
 def _int_attribute(part: Any, name: str) -> int | None:
     value = getattr(part, name, None)
     return value if isinstance(value, int) and not isinstance(value, bool) else None

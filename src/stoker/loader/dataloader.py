@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -19,6 +20,7 @@ from stoker._worker import info
 from stoker.collate import default_collate, default_convert
 from stoker.loader import _resume
 from stoker.loader._engine import Delivery, Runner
+from stoker.loader._first_batch import FirstBatchIterator
 from stoker.loader._inline import InlineRunner
 from stoker.loader._plan import EpochPlan, ErrorBudget, FetchSettings, WorkerSettings
 from stoker.loader._pool import ProcessPool
@@ -40,6 +42,12 @@ _T_co = TypeVar("_T_co", covariant=True, default=Any)
 
 def _draw_seed(generator: torch.Generator | None) -> int:
     return int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+
+
+def _unless_empty(indices: Iterator[Any]) -> Iterator[Any] | None:
+    """``indices`` unchanged, or None when it has nothing left."""
+    first = next(indices, _END)
+    return None if first is _END else itertools.chain([first], indices)
 
 
 def _require(condition: bool, message: str) -> None:
@@ -320,6 +328,53 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
             sampler.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # stoker's iterator
+        delivery = self._start_pass()
+        if delivery.progress.resume is not None and not delivery.progress.nothing_left:
+            return FirstBatchIterator(delivery, None)  # the resumed epoch's rest: state wins
+        planned = (self._epoch, _resume.epoch_marks(self._index_sampler))
+        return FirstBatchIterator(delivery, lambda old: self._replanned(old, *planned))
+
+    def _replanned(
+        self, planned: Delivery, next_epoch: int, marks: list[_resume.EpochMark]
+    ) -> Delivery | None:
+        """The pass to run instead of ``planned`` (before its first batch), or None to keep it.
+
+        torch draws the order at the first next(): an epoch set between iter() and then —
+        ``loader.set_epoch(n)``, or ``sampler.set_epoch(n)`` as Lightning calls it — is the
+        epoch this iterator runs. ``next_epoch`` and ``marks`` are the loader's and the
+        samplers' epochs just after iter().
+        """
+        progress = planned.progress
+        if progress is not self._progress:
+            return None  # a newer iter() took over; the planned pass reports it
+        sampler = self._index_sampler
+        now = _resume.epoch_marks(sampler)
+        if self._epoch == next_epoch and now == marks:
+            return None  # nothing was set since iter()
+        epoch = progress.epoch
+        target = epoch
+        if self._epoch != next_epoch:  # loader.set_epoch(n)
+            target = self._epoch
+        else:
+            # sampler.set_epoch(n): the loader's epoch follows the sampler's when the loader
+            # sets it (its own sampler) or when the two agreed as the pass drew its order, so
+            # that every sample's sample_rng is epoch n's, as if n had been set before iter().
+            drawn, moved = _resume.first_epoch(progress.drawn_marks), _resume.first_epoch(now)
+            if moved is not None and (self._owns_sampler or drawn == epoch):
+                target = moved
+        values = [e for e, _ in now]
+        if target == epoch and values in (
+            [e for e, _ in marks],
+            [e for e, _ in progress.drawn_marks],
+        ):
+            # The epoch set is the one this pass drew: keep it, the sampler standing after it.
+            self._epoch = next_epoch
+            _resume.set_chain_epochs(sampler, marks)
+            return None
+        planned.close()
+        return self._fresh_pass(target)
+
+    def _start_pass(self) -> Delivery:
         resume, self._resume = self._resume, None
         previous = self._progress
         unstarted = previous is not None and not previous.started
@@ -349,10 +404,11 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
             sampler.set_epoch(epoch)
         return self._fresh_pass(epoch)
 
-    def _fresh_pass(self, epoch: int) -> Iterator[Any]:
+    def _fresh_pass(self, epoch: int) -> Delivery:
         """A pass over ``epoch`` from its first batch, recording what a resume will need."""
         sampler = self._index_sampler
         progress = Progress(epoch, self._epoch_seed, 0, in_order=self._delivers_in_order)
+        progress.drawn_marks = _resume.epoch_marks(sampler)
         if sampler is not None and not _resume.resumes_itself(sampler):
             progress.epoch_start = _resume.epoch_start(sampler)  # before iter() draws the order
             progress.order_digest = ""
@@ -381,22 +437,25 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
             return None
         return _resume.encode_generator(generator)
 
-    def _resumed_pass(self, resume: dict[str, Any]) -> Iterator[Any] | None:
+    def _resumed_pass(self, resume: dict[str, Any]) -> Delivery | None:
         """A pass that continues ``resume``'s epoch; None if that epoch had nothing left."""
         epoch, skip = int(resume["epoch"]), int(resume["batches_yielded"])
         self._epoch_seed = int(resume["sample_seed"])
         sampler = self._index_sampler
         indices: Iterator[Any] | None = None
+        drawn: list[_resume.EpochMark] = []
         replay = resume.get("replay")
         digest: str | None = None
         if self._is_iterable:
             pass  # the stream is replayed by the engine and its first `skip` batches dropped
         elif resume.get("sampler") is not None:
             sampler.load_state_dict(resume["sampler"])
+            drawn = _resume.epoch_marks(sampler)
             indices = iter(sampler)
         else:
             assert replay is not None  # load_state_dict refused any other state
             _resume.restore_epoch_start(sampler, replay["epoch_start"])
+            drawn = _resume.epoch_marks(sampler)
             saved_rank = _resume.as_saved_rank(sampler, replay["epoch_start"])
             if saved_rank is not None:  # the state is another rank's: check its order
                 self._replay(iter(saved_rank), skip, epoch, replay["digest"])
@@ -418,6 +477,13 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
         progress = Progress(
             epoch, self._epoch_seed, skip, positions_done=skip, in_order=self._delivers_in_order
         )
+        progress.drawn_marks = drawn
+        if indices is not None:
+            # A state taken after an epoch's last batch, before its StopIteration (Lightning's
+            # checkpoint of an epoch's last step) resumes an empty rest; the epoch set before
+            # its first next() may replace it (FirstBatchIterator), as for a fresh pass.
+            rest = _unless_empty(indices)
+            progress.nothing_left, indices = rest is None, rest or iter(())
         if replay is not None:  # this rank's record: its digest is of this rank's batches
             progress.epoch_start = _resume.as_own_rank(sampler, replay["epoch_start"])
         progress.order_digest = digest
@@ -461,7 +527,7 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
         indices: Iterator[Any] | None,
         progress: Progress,
         replay: int = 0,
-    ) -> Iterator[Any]:
+    ) -> Delivery:
         """Start the pass over ``epoch`` that ``progress`` records, from ``indices``."""
         self._epoch = epoch + 1
         self._progress = progress

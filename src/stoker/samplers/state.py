@@ -30,6 +30,9 @@ class StatefulSampler(torch.utils.data.Sampler[Any]):
 
     def __init__(self) -> None:
         self.epoch = 0
+        # set_epoch calls so far: the loader sees a set_epoch(e) between its iter() and first
+        # next() even when ``e`` is the epoch this sampler's own count reached (Lightning's)
+        self.epochs_set = 0
         self._resume_position = 0
         self._iter_epoch = 0
         self._base = 0
@@ -41,6 +44,7 @@ class StatefulSampler(torch.utils.data.Sampler[Any]):
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
         self.epoch = int(epoch)
+        self.epochs_set += 1
 
     def _epoch_indices(self, epoch: int) -> list[int] | npt.NDArray[np.int64]:
         """Every index of ``epoch``, in order: a list of ints or an int64 array."""
