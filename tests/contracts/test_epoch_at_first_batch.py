@@ -1,4 +1,4 @@
-"""An epoch begins when iteration begins, in every mode and dataset kind.
+"""An epoch begins when iteration begins, in every mode (the first check: every dataset kind).
 
 torch's ``num_workers=0`` loader draws its order at the first ``next()``: an epoch set between
 ``iter()`` and that ``next()`` — by ``loader.set_epoch``, or by ``sampler.set_epoch`` as
@@ -17,6 +17,9 @@ import torch.utils.data
 from tests.contracts.modes import MODES, as_comparable, combinations, indices_of, make_loader
 
 MAP_PAIRS = [p for p in combinations(spawn_kinds=("augmenting",)) if "iterable" not in p.id]
+# Where a pass is planned does not depend on how samples are fetched: the checks after the
+# first run over every mode with the kind whose batches carry the epoch (sample_rng noise).
+AUGMENTING = [p for p in MAP_PAIRS if p.id.endswith("-augmenting")]
 
 
 def _reference_epochs(kind: str, first: int, count: int) -> list[Any]:
@@ -36,7 +39,22 @@ def test_an_epoch_set_after_iter_is_the_epoch_iterated(mode: str, kind: str, set
     assert as_comparable(list(loader), kind) == four, "the next pass is not epoch 4"
 
 
-@pytest.mark.parametrize(("mode", "kind"), MAP_PAIRS)
+STREAM_MODES = [p.values[0] for p in combinations(spawn_kinds=("iterable",)) if "iterable" in p.id]
+
+
+@pytest.mark.parametrize("epoch", [0, 3])
+@pytest.mark.parametrize("mode", STREAM_MODES)
+def test_a_stream_loaders_epoch_set_after_iter(mode: str, epoch: int) -> None:
+    """A stream has no sampler: loader.set_epoch(n) after iter(), and n == the drawn epoch."""
+    expected, following = _reference_epochs("iterable", epoch, 2)
+    loader = make_loader(mode, "iterable")
+    iterator = iter(loader)
+    loader.set_epoch(epoch)
+    assert as_comparable(list(iterator), "iterable") == expected
+    assert as_comparable(list(loader), "iterable") == following
+
+
+@pytest.mark.parametrize(("mode", "kind"), AUGMENTING)
 def test_setting_the_epoch_already_drawn_changes_nothing(mode: str, kind: str) -> None:
     """Lightning's order on every fit: iter(loader), then sampler.set_epoch(0)."""
     zero, one = _reference_epochs(kind, 0, 2)
@@ -73,7 +91,7 @@ def _state_after_the_last_batch(mode: str, kind: str) -> dict[str, Any]:
     return loader.state_dict()  # every batch delivered, StopIteration not yet reached
 
 
-@pytest.mark.parametrize(("mode", "kind"), MAP_PAIRS)
+@pytest.mark.parametrize(("mode", "kind"), AUGMENTING)
 def test_a_state_after_an_epochs_last_batch_resumes_an_empty_rest(mode: str, kind: str) -> None:
     """A plain loop resumed from it runs the rest of epoch 0 (nothing), then epoch 1."""
     (one,) = _reference_epochs(kind, 1, 1)
@@ -83,7 +101,7 @@ def test_a_state_after_an_epochs_last_batch_resumes_an_empty_rest(mode: str, kin
     assert as_comparable(list(loader), kind) == one
 
 
-@pytest.mark.parametrize(("mode", "kind"), MAP_PAIRS)
+@pytest.mark.parametrize(("mode", "kind"), AUGMENTING)
 def test_a_state_after_an_epochs_last_batch_then_set_epoch_runs_that_epoch(
     mode: str, kind: str
 ) -> None:

@@ -1,4 +1,5 @@
-"""Hypothesis fuzz: random loader configurations, and early ends, against ``num_workers=0``.
+"""Hypothesis fuzz: random loader configurations, early ends, and an epoch set between
+``iter()`` and the first ``next()``, against ``num_workers=0``.
 
 Bounded in CI; a long run:
 ``STOKER_FUZZ_EXAMPLES=500 python3 dev.py test tests/contracts/test_fuzz.py``.
@@ -35,6 +36,10 @@ def configurations(draw: st.DrawFn) -> dict[str, Any]:
         if kind == "iterable"
         else draw(st.sampled_from(["default", "shuffle", "user-random", "user-batch"])),
         "early_end": draw(st.none() | st.integers(0, 8)),
+        # (who, epoch): loader.set_epoch or the sampler's set_epoch, after iter()
+        "set_epoch": draw(
+            st.none() | st.tuples(st.sampled_from(["loader", "sampler"]), st.integers(0, 3))
+        ),
         "epochs": draw(st.integers(1, 2)),
     }
     if workers:
@@ -68,12 +73,18 @@ def _loader(config: dict[str, Any], reference: bool) -> Any:
     return stoker.DataLoader(dataset, **options)
 
 
-def _epoch(loader: Any, early_end: int | None) -> list[Any]:
+def _epoch(loader: Any, early_end: int | None, set_epoch: tuple[str, int] | None) -> list[Any]:
     if early_end is not None:  # a validation loop that stops early, then the real epoch
         for position, _batch in enumerate(loader):
             if position >= early_end:
                 break
-    return list(loader)
+    iterator = iter(loader)
+    if set_epoch is not None:  # as Lightning does: iter(), set_epoch, then the batches
+        who, epoch = set_epoch
+        target = loader if who == "loader" else getattr(loader.batch_sampler, "sampler", None)
+        if hasattr(target, "set_epoch"):
+            target.set_epoch(epoch)
+    return list(iterator)
 
 
 @settings(
@@ -85,8 +96,8 @@ def _epoch(loader: Any, early_end: int | None) -> list[Any]:
 def test_any_configuration_delivers_what_num_workers_0_delivers(config: dict[str, Any]) -> None:
     loader, reference = _loader(config, reference=False), _loader(config, reference=True)
     for _ in range(config["epochs"]):
-        got = _epoch(loader, config["early_end"])
-        expected = _epoch(reference, config["early_end"])
+        got = _epoch(loader, config["early_end"], config["set_epoch"])
+        expected = _epoch(reference, config["early_end"], config["set_epoch"])
         kind = config["kind"]
         if kind == "iterable" and config["drop_last"] and config["num_workers"] > 1:
             # each worker drops its own partial last batch, as torch's workers do

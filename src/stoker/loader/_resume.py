@@ -140,6 +140,8 @@ def first_epoch(marks: list[EpochMark]) -> int | None:
 
 def set_chain_epochs(sampler: Any, marks: list[EpochMark]) -> None:
     """Put each chain sampler's ``epoch`` back to ``marks``'s (its call count unchanged)."""
+    if sampler is None:
+        return
     for part, (epoch, _) in zip(chain(sampler), marks, strict=True):
         if epoch is not None:
             part.epoch = epoch
