@@ -91,9 +91,22 @@ KINDS: dict[str, Callable[..., Any]] = {
 }
 
 
+# A spawned worker imports torch afresh: 5-14 s a spawn case on 2 cores, 2.5 minutes of the
+# default run in all. Spawn cases are marked slow: CI's `-m slow` step runs them.
+_SPAWN_MARKS = (pytest.mark.slow,)
+
+
+def mode_params(modes: list[str] | None = None) -> list[Any]:
+    """Each mode as a pytest param; spawn's marked slow."""
+    return [
+        pytest.param(mode, id=mode, marks=_SPAWN_MARKS if mode == "spawn" else ())
+        for mode in modes or list(MODES)
+    ]
+
+
 def combinations(modes: list[str] | None = None, spawn_kinds: tuple[str, ...] = ()) -> list[Any]:
     """(mode, kind) pairs that make sense: threads need a map-style dataset. A spawned worker
-    imports torch afresh (seconds), so spawn runs only with ``spawn_kinds``."""
+    imports torch afresh (seconds), so spawn runs only with ``spawn_kinds``, marked slow."""
     pairs = []
     for mode in modes or list(MODES):
         for kind in KINDS:
@@ -101,7 +114,8 @@ def combinations(modes: list[str] | None = None, spawn_kinds: tuple[str, ...] = 
                 continue
             if mode == "spawn" and kind not in spawn_kinds:
                 continue
-            pairs.append(pytest.param(mode, kind, id=f"{mode}-{kind}"))
+            marks = _SPAWN_MARKS if mode == "spawn" else ()
+            pairs.append(pytest.param(mode, kind, id=f"{mode}-{kind}", marks=marks))
     return pairs
 
 

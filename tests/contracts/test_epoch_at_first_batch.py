@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 import torch.utils.data
 
-from tests.contracts.modes import MODES, as_comparable, combinations, indices_of, make_loader
+from tests.contracts.modes import (
+    as_comparable,
+    combinations,
+    indices_of,
+    make_loader,
+    mode_params,
+)
 
 MAP_PAIRS = [p for p in combinations(spawn_kinds=("augmenting",)) if "iterable" not in p.id]
 # Where a pass is planned does not depend on how samples are fetched: the checks after the
@@ -39,7 +45,7 @@ def test_an_epoch_set_after_iter_is_the_epoch_iterated(mode: str, kind: str, set
     assert as_comparable(list(loader), kind) == four, "the next pass is not epoch 4"
 
 
-STREAM_MODES = [p.values[0] for p in combinations(spawn_kinds=("iterable",)) if "iterable" in p.id]
+STREAM_MODES = mode_params(["in-process", "fresh", "persistent", "spawn"])
 
 
 @pytest.mark.parametrize("epoch", [0, 3])
@@ -66,7 +72,7 @@ def test_setting_the_epoch_already_drawn_changes_nothing(mode: str, kind: str) -
     assert as_comparable(list(loader), kind) == one, "epoch 0 repeated"
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("mode", mode_params())
 def test_torchs_distributed_sampler_set_after_iter_deals_as_torchs_loader(mode: str) -> None:
     """The order torch's loader gives for a DistributedSampler epoch set after iter()."""
 
