@@ -1,10 +1,10 @@
 """OpenCV for uint8 HWC arrays: the opt-in fast resampler (``backend="opencv"``) and the flip.
 
-``cv2.resize(INTER_LINEAR)`` on a crop view costs ~0.13 ms for a 224×224 output where Pillow's
-antialiased bilinear costs ~0.9 ms (one thread, 375×500 photos), but it samples 2×2 source pixels
+``cv2.resize(INTER_LINEAR)`` on a crop view costs ~0.16 ms for a 224×224 output where Pillow's
+antialiased bilinear costs ~1.1 ms (one thread, 375×500 photos), but it samples 2×2 source pixels
 whatever the scale: no antialiasing, so it differs from torchvision more as the downscale grows
 (measured in docs/transforms.md). From 2× down, a whole-box average by the integer factor first
-(OpenCV's fast integer INTER_AREA) keeps the difference at the level of a 1.5× bilinear step.
+(OpenCV's fast integer INTER_AREA) keeps it below the difference of a 1.5× bilinear step.
 """
 
 from __future__ import annotations
@@ -77,11 +77,10 @@ def _resizer(transform: str) -> Any:
 def resize(image: npt.NDArray[np.uint8], hw: tuple[int, int]) -> npt.NDArray[np.uint8]:
     """uint8 ``image`` (HWC, 1 to 4 channels; a view is fine) resized to ``hw`` by OpenCV.
 
-    Bilinear (``INTER_LINEAR``, half-pixel centres as torchvision's); where an axis shrinks by
-    2× or more it is first averaged over whole k-pixel boxes (k the integer part of the factor:
-    the last ``size % k`` rows or columns are left out, under one output pixel), because plain
-    bilinear then skips source pixels: mean difference to torchvision 8 levels at 3× without it,
-    2 with it, at ~0.1 ms.
+    Bilinear (``INTER_LINEAR``, half-pixel centres as torchvision's). Where an axis shrinks by
+    k = 2× or more, it is first averaged over whole k-pixel boxes and the rest resampled with
+    the exact geometry: plain bilinear there skips source pixels (mean difference to
+    torchvision 6.25 levels at 3×, 1.90 with the box step: benchmarks/bench_resample.py).
     """
     cv2 = _resizer("resize")
     height, width, channels = image.shape
@@ -90,12 +89,25 @@ def resize(image: npt.NDArray[np.uint8], hw: tuple[int, int]) -> npt.NDArray[np.
     if min(hw) == 0:
         return np.empty((*hw, channels), np.uint8)
     ky, kx = max(1, height // hw[0]), max(1, width // hw[1])
-    if ky > 1 or kx > 1:
-        # Whole boxes only: OpenCV's integer-factor area path is a cheap mean, any other
-        # factor takes its general area path (0.9 ms, no faster than Pillow).
-        image = image[: height - height % ky, : width - width % kx]
-        image = cv2.resize(image, (width // kx, height // ky), interpolation=cv2.INTER_AREA)
-    out = cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+    if ky == 1 and kx == 1:
+        out = cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+        return out.reshape(hw[0], hw[1], channels)  # type: ignore[no-any-return]
+    # Whole boxes: OpenCV's integer-factor INTER_AREA is a cheap mean (any other factor takes
+    # its general area path, 0.9 ms, no faster than Pillow). The last size % k rows or columns
+    # drop out of the boxes, so the bilinear step maps output pixels onto the window's full
+    # extent itself (warpAffine) instead of resize's stretch of the reduced image, whose
+    # shift of up to k - 1 pixels doubled the difference at 2×.
+    boxes = image[: height - height % ky, : width - width % kx]
+    reduced = cv2.resize(boxes, (width // kx, height // ky), interpolation=cv2.INTER_AREA)
+    sx, sy = width / hw[1] / kx, height / hw[0] / ky  # output pixel → reduced pixels
+    matrix = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
+    out = cv2.warpAffine(
+        reduced,
+        matrix,
+        (hw[1], hw[0]),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     return out.reshape(hw[0], hw[1], channels)  # type: ignore[no-any-return]
 
 
