@@ -16,6 +16,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+import stoker
 from stoker import seeding
 from stoker import transforms as T
 from stoker.datasets import testdata
@@ -174,3 +175,49 @@ def test_array_flips_are_contiguous_and_equal_numpys_mirror(monkeypatch, rng, op
         assert_same(batched[i], expected)
         assert one.flags.c_contiguous and batched.flags.c_contiguous  # torch.from_numpy takes it
         torch.from_numpy(one)
+
+
+class _Photos(stoker.Dataset):
+    """uint8 HWC arrays through pipeline A with the opencv backend, as an ImageFolder's would."""
+
+    def __init__(self, images: list[np.ndarray]) -> None:
+        self.images = images
+        self.transform = T.Compose(
+            [
+                T.RandomResizedCrop(32, backend="opencv"),
+                T.RandomHorizontalFlip(),
+                T.ToImage(),
+                T.ToDtype(torch.float32, scale=True),
+                T.Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.transform(self.images[index]), index
+
+
+def test_batches_are_the_same_in_process_in_forked_workers_and_in_threads(rng):
+    """Worker-independent, and no hang in workers forked after the parent used OpenCV's pool."""
+    images = [rng.integers(0, 256, (60 + i % 7, 80 - i % 5, 3), dtype=np.uint8) for i in range(48)]
+    cv2.setNumThreads(2)
+    cv2.resize(rng.integers(0, 256, (1000, 1000, 3), dtype=np.uint8), (700, 700))  # pool started
+    try:
+        runs = []
+        for options in (
+            {"num_workers": 0},
+            {"num_workers": 2},
+            {"num_workers": 2, "worker_mode": "thread"},
+        ):
+            loader = stoker.DataLoader(
+                _Photos(images), batch_size=8, shuffle=True, seed=4, **options
+            )
+            loader.set_epoch(1)
+            runs.append([(x.clone(), i.clone()) for x, i in loader])
+    finally:
+        cv2.setNumThreads(1)
+    for other in runs[1:]:
+        for (x, i), (y, j) in zip(runs[0], other, strict=True):
+            assert torch.equal(i, j) and torch.equal(x, y)
