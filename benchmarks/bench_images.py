@@ -11,7 +11,8 @@ then runs, interleaved, every loader over two pipelines with 2 workers:
 
 Loaders: torch DataLoader + torchvision ImageFolder + v2 (fresh and persistent workers, the
 reference), stoker (process workers fresh / persistent, thread workers; PIL images as torchvision
-or uint8 arrays decoded by simplejpeg; for B also reduced-size decoding, opt-in), and, when
+or uint8 arrays decoded by simplejpeg; for A also ``RandomResizedCrop(backend="opencv")`` on the
+arrays when OpenCV is installed, opt-in; for B also reduced-size decoding, opt-in), and, when
 importable, torchdata.nodes and SPDL mapping the same stoker dataset. The decode ceiling is a
 one-core loop reading and decoding every file (Pillow, simplejpeg, torchvision.io; Pillow with
 DCT reduction for B), times 2 for 2 cores: no loader can beat it. Every rate is a whole epoch with
@@ -57,6 +58,7 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 BATCH_A, BATCH_B = 64, 256
 SMALL = (32, 32)
+_A_OPENCV = "pipeline A after decode, opencv backend"
 
 
 # ---------------------------------------------------------------------------------- data set
@@ -102,6 +104,19 @@ def pipeline_a(lib: Any) -> Any:
             lib.ToImage(),
             lib.ToDtype(torch.float32, scale=True),
             lib.Normalize(MEAN, STD),
+        ]
+    )
+
+
+def pipeline_a_opencv() -> Any:
+    """Pipeline A with stoker's opt-in OpenCV resampler (uint8 arrays only; a few levels off)."""
+    return T.Compose(
+        [
+            T.RandomResizedCrop(224, backend="opencv"),
+            T.RandomHorizontalFlip(),
+            T.ToImage(),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(MEAN, STD),
         ]
     )
 
@@ -232,13 +247,16 @@ def pipeline_costs(paths: list[Path], pipeline: str) -> dict[str, float]:
     arrays = [np.array(p) for p in pils]
     make = pipeline_a if pipeline == "A" else pipeline_b
     after = f"pipeline {pipeline} after decode"
-    return {
+    costs = {
         "decode, Pillow → PIL": per_sample_ms(lambda p: _pil(p.read_bytes()), paths),
         "decode, decode_image → array": per_sample_ms(decode_image, paths),
         f"{after}, stoker PIL": per_sample_ms(make(T), pils),
         f"{after}, stoker array": per_sample_ms(make(T), arrays),
         f"{after}, torchvision": per_sample_ms(make(v2), pils),
     }
+    if pipeline == "A" and available("cv2"):
+        costs[f"{_A_OPENCV}, stoker array"] = per_sample_ms(pipeline_a_opencv(), arrays)
+    return costs
 
 
 def profile_transforms(paths: list[Path]) -> tuple[list[str], dict[str, float]]:
@@ -257,6 +275,15 @@ def profile_transforms(paths: list[Path]) -> tuple[list[str], dict[str, float]]:
         ("pipeline A after decode", pipeline_a(T), pipeline_a(v2)),
         ("pipeline B after decode", pipeline_b(T), pipeline_b(v2)),
     ]
+    if available("cv2"):  # the opt-in resampler: on PIL images it is the exact path
+        cases[1:1] = [
+            (
+                "RandomResizedCrop(224, backend='opencv')",
+                T.RandomResizedCrop(224, backend="opencv"),
+                v2.RandomResizedCrop(224),
+            )
+        ]
+        cases.insert(-1, (_A_OPENCV, pipeline_a_opencv(), pipeline_a(v2)))
 
     decode_rows = [
         ("decode, Pillow → PIL", per_sample_ms(lambda p: _pil(p.read_bytes()), paths)),
@@ -297,6 +324,14 @@ def cpu_ceilings(costs: dict[str, float], pipeline: str) -> list[tuple[str, floa
         ("stoker on arrays (decode_image)", costs["decode, decode_image → array"],
          f"{after}, stoker array"),
     ]  # fmt: skip
+    if pipeline == "A" and f"{_A_OPENCV}, stoker array" in costs:
+        paths.append(
+            (
+                "stoker on arrays, opencv backend",
+                costs["decode, decode_image → array"],
+                f"{_A_OPENCV}, stoker array",
+            )
+        )
     out = []
     for label, decode_ms, transform_key in paths:
         ms = decode_ms + costs[transform_key]
@@ -344,6 +379,9 @@ def systems(root: Path, name: str) -> list[tuple[str, Callable[[], Iterable[Any]
 
     stoker_systems("PIL", ours_pil)
     stoker_systems("arrays (decode_image)", ours)
+    if is_a and available("cv2"):
+        fast = ImageFolder(root, transform=pipeline_a_opencv(), image_type="numpy")
+        stoker_systems("arrays (decode_image), opencv backend", fast)
     if not is_a:
         reduced = ImageFolder(
             root, transform=make_pipeline(T), image_type="numpy", decode_size=SMALL
@@ -415,6 +453,7 @@ _QUICK_SKIP = frozenset(
     {
         "stoker PIL, fresh workers",
         "stoker PIL, 2 threads",
+        "stoker arrays (decode_image), opencv backend, fresh workers",
         "stoker arrays, reduced-size decode, fresh workers",
     }
 )

@@ -9,6 +9,7 @@ import numpy.typing as npt
 import PIL.Image
 
 from stoker import seeding
+from stoker.transforms import _opencv
 from stoker.transforms._base import Transform, check_probability, sample_keys
 from stoker.transforms._image import as_batch
 from stoker.transforms._indexing import hflip_batch
@@ -34,6 +35,15 @@ class RandomHorizontalFlip(Transform):
         if isinstance(inpt, PIL.Image.Image):  # one transpose, as torchvision's PIL hflip
             flip = seeding.uniform_one(int(sample_keys(1)[0]), _FLIP_STREAM) < self.p
             return inpt.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT) if flip else inpt
+        if (
+            isinstance(inpt, np.ndarray)
+            and inpt.ndim == 3
+            and inpt.dtype == np.uint8
+            and inpt.shape[2] in (1, 3, 4)
+            and _opencv.installed()
+        ):  # one uint8 HWC array: one coin and one cv2.flip, no batch view or copy around it
+            flip = seeding.uniform_one(int(sample_keys(1)[0]), _FLIP_STREAM) < self.p
+            return _opencv.mirror(inpt) if flip else inpt
         batch = as_batch(inpt, "RandomHorizontalFlip")
         flips = self.make_params(sample_keys(batch.size))
         return batch.restore(hflip_batch(batch.data, flips))

@@ -1,4 +1,8 @@
-"""Resize and RandomResizedCrop: Pillow for PIL and uint8 arrays, interpolate for tensors."""
+"""Resize and RandomResizedCrop: Pillow for PIL and uint8 arrays, interpolate for tensors.
+
+``backend="opencv"`` (opt-in) resamples uint8 arrays with OpenCV instead: 4-10× less CPU, a
+few uint8 levels from torchvision (see :mod:`stoker.transforms._opencv`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from stoker import seeding
+from stoker.transforms import _opencv
 from stoker.transforms._base import Transform, parse_size, sample_keys
 from stoker.transforms._errors import fail
 from stoker.transforms._image import Batch, as_batch
@@ -106,12 +111,19 @@ def resize_tensor(
     return out
 
 
-def resize_batch(batch: Batch, data: Any, hw: tuple[int, int], mode: str, antialias: bool) -> Any:
-    """Resize a 4-D batch in ``batch``'s layout: Pillow for uint8 arrays, interpolate otherwise."""
+def resize_batch(
+    batch: Batch, data: Any, hw: tuple[int, int], mode: str, antialias: bool, backend: str = "exact"
+) -> Any:
+    """Resize a 4-D batch in ``batch``'s layout: Pillow or OpenCV for uint8 arrays, else torch."""
     if isinstance(data, torch.Tensor):
         return resize_tensor(data, hw, mode, antialias)
     if data.shape[1:3] == hw:
         return data
+    if backend == "opencv" and data.dtype == np.uint8:
+        out = np.empty((data.shape[0], *hw, data.shape[3]), np.uint8)
+        for i, image in enumerate(data):
+            out[i] = _opencv.resize(image, hw)
+        return out
     if data.dtype == np.uint8 and data.shape[3] in (1, 2, 3, 4):
         out = np.empty((data.shape[0], *hw, data.shape[3]), np.uint8)
         for i, image in enumerate(data):  # Pillow resizes one image at a time
@@ -124,7 +136,11 @@ def resize_batch(batch: Batch, data: Any, hw: tuple[int, int], mode: str, antial
 
 
 class Resize(Transform):
-    """Resize to ``size``: an int sets the shorter edge, (h, w) sets both (torchvision v2)."""
+    """Resize to ``size``: an int sets the shorter edge, (h, w) sets both (torchvision v2).
+
+    ``backend="opencv"`` resamples uint8 numpy arrays with OpenCV (bilinear only; PIL images
+    and tensors keep the exact path): several times faster, a few uint8 levels from torchvision.
+    """
 
     def __init__(
         self,
@@ -132,6 +148,7 @@ class Resize(Transform):
         interpolation: Any = "bilinear",
         max_size: int | None = None,
         antialias: bool = True,
+        backend: str = "exact",
     ) -> None:
         if size is None:
             if not isinstance(max_size, int):
@@ -154,6 +171,7 @@ class Resize(Transform):
         self.max_size = max_size
         self.interpolation = _interpolation(interpolation, "Resize")
         self.antialias = bool(antialias)
+        self.backend = _opencv.check_backend(backend, self.interpolation, "Resize")
 
     def __call__(self, inpt: Any) -> Any:
         if isinstance(inpt, PIL.Image.Image):  # PIL reports its size: no array needed
@@ -165,13 +183,13 @@ class Resize(Transform):
         batch = as_batch(inpt, "Resize")
         hw = _output_size(batch.hw, self.size, self.max_size)
         return batch.restore(
-            resize_batch(batch, batch.data, hw, self.interpolation, self.antialias)
+            resize_batch(batch, batch.data, hw, self.interpolation, self.antialias, self.backend)
         )
 
     def _extra_repr(self) -> str:
         return (
             f"size={self.size}, interpolation={self.interpolation!r}, max_size={self.max_size}, "
-            f"antialias={self.antialias}"
+            f"antialias={self.antialias}{_backend_repr(self.backend)}"
         )
 
 
@@ -181,6 +199,10 @@ class RandomResizedCrop(Transform):
     Parameters are drawn for the whole batch at once; the resampling then runs per sample,
     because every sample's crop has its own size. One PIL image or one HWC array takes a
     per-sample path (:meth:`make_params_one`) that draws the very same parameters.
+
+    ``backend="opencv"`` resamples uint8 numpy arrays with OpenCV from the same windows
+    (bilinear only; PIL images and tensors keep the exact path): ~0.23 ms instead of ~1.2 ms a
+    375×500 sample, a few uint8 levels from torchvision (measured in docs/transforms.md).
     """
 
     def __init__(
@@ -190,6 +212,7 @@ class RandomResizedCrop(Transform):
         ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
         interpolation: Any = "bilinear",
         antialias: bool = True,
+        backend: str = "exact",
     ) -> None:
         self.size = parse_size(size, "RandomResizedCrop")
         if not (isinstance(scale, Sequence) and len(scale) == 2 and 0 < scale[0] <= scale[1]):
@@ -204,6 +227,7 @@ class RandomResizedCrop(Transform):
         self.ratio = (float(ratio[0]), float(ratio[1]))
         self.interpolation = _interpolation(interpolation, "RandomResizedCrop")
         self.antialias = bool(antialias)
+        self.backend = _opencv.check_backend(backend, self.interpolation, "RandomResizedCrop")
 
     def make_params(
         self, keys: npt.NDArray[np.uint64], height: int, width: int
@@ -284,7 +308,11 @@ class RandomResizedCrop(Transform):
                 window = batch.data[i : i + 1, t : t + h, lf : lf + w]
             else:
                 window = batch.data[i : i + 1, :, t : t + h, lf : lf + w]
-            outs.append(resize_batch(batch, window, self.size, self.interpolation, self.antialias))
+            outs.append(
+                resize_batch(
+                    batch, window, self.size, self.interpolation, self.antialias, self.backend
+                )
+            )
         out = np.concatenate(outs) if batch.is_numpy else torch.cat(outs)
         return batch.restore(out)
 
@@ -297,6 +325,10 @@ class RandomResizedCrop(Transform):
         batch = as_batch(inpt, "RandomResizedCrop")
         if batch.single:
             t, lf, h, w = self.make_params_one(int(sample_keys(1)[0]), *batch.hw)
+            if batch.kind == "numpy" and inpt.dtype == np.uint8 and self.backend == "opencv":
+                # The window is a view: OpenCV reads it in place, one resample, no copies.
+                resized = _opencv.resize(batch.data[0, t : t + h, lf : lf + w], self.size)
+                return resized if batch.had_channels else resized[:, :, 0]
             if batch.kind == "numpy" and inpt.dtype == np.uint8 and batch.channels in (1, 3, 4):
                 # One Pillow resample of the window, as torchvision's PIL path, no batch copies.
                 window = np.ascontiguousarray(batch.data[0, t : t + h, lf : lf + w])
@@ -313,4 +345,9 @@ class RandomResizedCrop(Transform):
         return (
             f"size={self.size}, scale={self.scale}, ratio={self.ratio}, "
             f"interpolation={self.interpolation!r}, antialias={self.antialias}"
+            f"{_backend_repr(self.backend)}"
         )
+
+
+def _backend_repr(backend: str) -> str:
+    return "" if backend == "exact" else f", backend={backend!r}"
