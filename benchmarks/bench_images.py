@@ -11,8 +11,8 @@ then runs, interleaved, every loader over two pipelines with 2 workers:
 
 Loaders: torch DataLoader + torchvision ImageFolder + v2 (fresh and persistent workers, the
 reference), stoker (process workers fresh / persistent, thread workers; PIL images as torchvision
-or uint8 arrays decoded by simplejpeg; for A also ``RandomResizedCrop(backend="opencv")`` on the
-arrays when OpenCV is installed, opt-in; for B also reduced-size decoding, opt-in), and, when
+or uint8 arrays decoded by simplejpeg; on the arrays also the OpenCV resampler, opt-in, when
+OpenCV is installed; for B also reduced-size decoding, opt-in), and, when
 importable, torchdata.nodes and SPDL mapping the same stoker dataset. The decode ceiling is a
 one-core loop reading and decoding every file (Pillow, simplejpeg, torchvision.io; Pillow with
 DCT reduction for B), times 2 for 2 cores: no loader can beat it. Every rate is a whole epoch with
@@ -58,7 +58,7 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 BATCH_A, BATCH_B = 64, 256
 SMALL = (32, 32)
-_A_OPENCV = "pipeline A after decode, opencv backend"
+_OPENCV = {p: f"pipeline {p} after decode, opencv backend" for p in "AB"}
 
 
 # ---------------------------------------------------------------------------------- data set
@@ -121,10 +121,15 @@ def pipeline_a_opencv() -> Any:
     )
 
 
-def pipeline_b(lib: Any) -> Any:
+def pipeline_opencv(pipeline: str) -> Any:
+    """A or B with stoker's opt-in OpenCV resampler (uint8 arrays only; a few levels off)."""
+    return pipeline_a_opencv() if pipeline == "A" else pipeline_b(T, backend="opencv")
+
+
+def pipeline_b(lib: Any, **resize: Any) -> Any:
     return lib.Compose(
         [
-            lib.Resize(SMALL),
+            lib.Resize(SMALL, **resize),
             lib.ToImage(),
             lib.ToDtype(torch.float32, scale=True),
             lib.Normalize(MEAN, STD),
@@ -254,8 +259,10 @@ def pipeline_costs(paths: list[Path], pipeline: str) -> dict[str, float]:
         f"{after}, stoker array": per_sample_ms(make(T), arrays),
         f"{after}, torchvision": per_sample_ms(make(v2), pils),
     }
-    if pipeline == "A" and available("cv2"):
-        costs[f"{_A_OPENCV}, stoker array"] = per_sample_ms(pipeline_a_opencv(), arrays)
+    if available("cv2"):
+        costs[f"{_OPENCV[pipeline]}, stoker array"] = per_sample_ms(
+            pipeline_opencv(pipeline), arrays
+        )
     return costs
 
 
@@ -283,7 +290,8 @@ def profile_transforms(paths: list[Path]) -> tuple[list[str], dict[str, float]]:
                 v2.RandomResizedCrop(224),
             )
         ]
-        cases.insert(-1, (_A_OPENCV, pipeline_a_opencv(), pipeline_a(v2)))
+        cases.insert(-1, (_OPENCV["A"], pipeline_opencv("A"), pipeline_a(v2)))
+        cases.append((_OPENCV["B"], pipeline_opencv("B"), pipeline_b(v2)))
 
     decode_rows = [
         ("decode, Pillow → PIL", per_sample_ms(lambda p: _pil(p.read_bytes()), paths)),
@@ -324,12 +332,12 @@ def cpu_ceilings(costs: dict[str, float], pipeline: str) -> list[tuple[str, floa
         ("stoker on arrays (decode_image)", costs["decode, decode_image → array"],
          f"{after}, stoker array"),
     ]  # fmt: skip
-    if pipeline == "A" and f"{_A_OPENCV}, stoker array" in costs:
+    if f"{_OPENCV[pipeline]}, stoker array" in costs:
         paths.append(
             (
                 "stoker on arrays, opencv backend",
                 costs["decode, decode_image → array"],
-                f"{_A_OPENCV}, stoker array",
+                f"{_OPENCV[pipeline]}, stoker array",
             )
         )
     out = []
@@ -379,8 +387,8 @@ def systems(root: Path, name: str) -> list[tuple[str, Callable[[], Iterable[Any]
 
     stoker_systems("PIL", ours_pil)
     stoker_systems("arrays (decode_image)", ours)
-    if is_a and available("cv2"):
-        fast = ImageFolder(root, transform=pipeline_a_opencv(), image_type="numpy")
+    if available("cv2"):
+        fast = ImageFolder(root, transform=pipeline_opencv(name), image_type="numpy")
         stoker_systems("arrays (decode_image), opencv backend", fast)
     if not is_a:
         reduced = ImageFolder(

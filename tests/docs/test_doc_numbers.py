@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _CODE = re.compile(r"^```.*?^```[ \t]*$", re.MULTILINE | re.DOTALL)
 _MEASURED = re.compile(
-    r"(?<![\w.])\d[\d,]*(?:\.\d+)?x(?!\w)"  # a ratio: 1.84x
+    r"(?<![\w.])\d[\d,]*(?:\.\d+)?[x×](?!\w)"  # a ratio: 1.84x or 1.84×
     r"|\d[\d,]*(?:\.\d+)? (?:samples|images)/s"  # a rate: 45,000 samples/s
 )
 _RESULTS_LINK = re.compile(r"\]\(([^)\s]*benchmarks/results/[\w-]+\.md)\)")
@@ -24,19 +24,35 @@ _MAX_README_BYTES = 15 * 1024
 
 
 def measured_paragraphs(text: str) -> list[tuple[str, list[str]]]:
-    """(paragraph, the measured numbers it quotes), code blocks left out."""
+    """(paragraph, the measured numbers it quotes), code blocks left out.
+
+    A table is read with the paragraph that introduces it (the one right before it), where its
+    source is linked: a link cannot sit inside a table without becoming a row.
+    """
     prose = _CODE.sub("", text)
     found = []
+    previous = ""
     for paragraph in re.split(r"\n\s*\n", prose):
         numbers = _MEASURED.findall(paragraph)
         if numbers:
-            found.append((paragraph, numbers))
+            table = paragraph.lstrip().startswith("|")
+            found.append((f"{previous}\n\n{paragraph}" if table else paragraph, numbers))
+        previous = paragraph
     return found
 
 
 def test_the_scanner_sees_ratios_and_rates_but_not_shapes() -> None:
     text = "stoker is **2.5x** torch, 45,000 samples/s.\n\nA 3x32x32 image, 256x256.\n"
     assert measured_paragraphs(text) == [(text.split("\n\n")[0], ["2.5x", "45,000 samples/s"])]
+    # the multiplication sign the docs write, and not in a 375×500 image size
+    signed = "stoker is **1.66×** torch on 375×500 images.\n"
+    assert measured_paragraphs(signed) == [(signed, ["1.66×"])]
+
+
+def test_a_table_is_read_with_the_paragraph_that_introduces_it() -> None:
+    text = "From [x](benchmarks/results/a.md):\n\n| a | b |\n|---|---|\n| 2.5× | 1 |\n"
+    ((paragraph, numbers),) = measured_paragraphs(text)
+    assert numbers == ["2.5×"] and "benchmarks/results/a.md" in paragraph
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[page.relative_to(ROOT).as_posix() for page in PAGES])
