@@ -44,8 +44,7 @@ import torchvision
 from torchvision.transforms import v2
 
 import stoker
-from _common import _version, one_torch_thread, write_results
-from stoker import seeding
+from _common import _version, one_torch_thread, per_sample_ms, write_results
 from stoker import transforms as T
 from stoker.datasets import ImageFolder, decode_image, testdata
 
@@ -227,18 +226,6 @@ def _has_simplejpeg() -> bool:
 
 
 # -------------------------------------------------------------------------- per-sample CPU
-
-
-def per_sample_ms(fn: Callable[[Any], Any], images: list[Any]) -> float:
-    """Median over 3 runs of ``fn``'s thread CPU time per image, in ms."""
-    times = []
-    for _ in range(3):
-        start = time.thread_time()
-        for i, image in enumerate(images):
-            with seeding.sample_context(SEED, 0, [i]):
-                fn(image)
-        times.append((time.thread_time() - start) / len(images) * 1e3)
-    return statistics.median(times)
 
 
 def pipeline_costs(paths: list[Path], pipeline: str) -> dict[str, float]:

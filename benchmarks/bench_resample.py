@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -29,7 +27,7 @@ import PIL.Image
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from _common import _version, write_results
+from _common import _version, per_sample_ms, write_results
 from stoker import seeding
 from stoker import transforms as T
 from stoker.datasets import testdata
@@ -104,18 +102,6 @@ def rrc_rows(n: int) -> tuple[list[str], list[float]]:
         m, p, x = stats(diffs)
         rows.append(f"| RandomResizedCrop(224), {height}×{width} | {m:.2f} | {p:.0f} | {x} |")
     return rows, factors
-
-
-def per_sample_ms(fn: Callable[[Any], Any], images: list[Any]) -> float:
-    """Median over 3 runs of ``fn``'s thread CPU time per image, in ms."""
-    times = []
-    for _ in range(3):
-        start = time.thread_time()
-        for i, image in enumerate(images):
-            with seeding.sample_context(SEED, 0, [i]):
-                fn(image)
-        times.append((time.thread_time() - start) / len(images) * 1e3)
-    return statistics.median(times)
 
 
 def cpu_rows(images: list[np.ndarray]) -> list[str]:

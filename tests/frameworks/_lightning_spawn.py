@@ -8,46 +8,24 @@ and the types of the loader and sampler it trained with.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import warnings
 from pathlib import Path
 
 import lightning as L
-import torch
-import torch.utils.data
 
-import stoker
-
-N, EPOCHS, BATCH, SEED = 22, 2, 4, 5
+from tests.frameworks._lightning_rank import EPOCHS, Recorder, make_loader
 
 
-class Indices(stoker.Dataset):  # type: ignore[misc]
-    """``dataset[i]`` is ``i``."""
+class SpawnRecorder(Recorder):
+    """The torchrun job's recorder; each spawned rank writes what it saw when the fit ends."""
 
-    def __len__(self) -> int:
-        return N
-
-    def __getitem__(self, i: int) -> int:
-        return int(i)
-
-
-class Recorder(L.LightningModule):
     def __init__(self, out: str, kind: str, workers: int) -> None:
-        super().__init__()
-        self.layer = torch.nn.Linear(1, 1)
-        self.out, self.kind, self.workers = out, kind, workers
-        self.seen: dict[int, list[list[int]]] = {}
-
-    def train_dataloader(self) -> object:
-        extra: dict[str, object] = {"num_workers": self.workers}
-        if self.kind == "torch":
-            return torch.utils.data.DataLoader(Indices(), batch_size=BATCH, shuffle=True, **extra)
-        return stoker.DataLoader(Indices(), batch_size=BATCH, shuffle=True, seed=SEED, **extra)
-
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        self.seen.setdefault(self.current_epoch, []).append([int(i) for i in batch])
-        return self.layer(batch.float()[:, None]).sum() * 0.0
+        # a module-level function with its arguments: Lightning pickles the module into the ranks
+        super().__init__(functools.partial(make_loader, kind, "auto", workers))
+        self.out = out
 
     def on_train_end(self) -> None:
         loader = self.trainer.train_dataloader
@@ -59,9 +37,6 @@ class Recorder(L.LightningModule):
         }
         (Path(self.out) / f"rank{self.global_rank}.json").write_text(json.dumps(facts))
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.0)
-
 
 def main() -> None:
     warnings.filterwarnings("ignore")  # Lightning's advice (few workers, small batches...)
@@ -71,7 +46,7 @@ def main() -> None:
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0,
     )  # fmt: skip
-    trainer.fit(Recorder(out, kind, workers))
+    trainer.fit(SpawnRecorder(out, kind, workers))
 
 
 if __name__ == "__main__":
