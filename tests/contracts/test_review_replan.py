@@ -178,3 +178,28 @@ def test_a_state_of_torchs_distributed_sampler_set_after_iter_resumes_on_every_r
         loader = make_loader("in-process", "per-sample", n=31, batch_size=3, sampler=shard(rank))
         loader.load_state_dict(state)
         assert [int(i) for batch in loader for i in batch[0]] == expected, f"rank {rank}"
+
+
+@pytest.mark.parametrize("mode", NOT_SPAWN)
+def test_a_state_after_the_last_batch_then_loader_set_epoch_with_a_plain_sampler(
+    mode: str,
+) -> None:
+    """Resumed from a state after epoch 0's last batch, the loader's next epoch is already 1:
+    loader.set_epoch(1) after iter() must still run epoch 1 in full, not the empty rest."""
+
+    def loader(mode: str) -> Any:
+        return make_loader(mode, "augmenting", sampler=_sequential())
+
+    reference = loader("in-process")
+    reference.set_epoch(1)
+    one = as_comparable(list(reference), "augmenting")
+    saver = loader(mode)
+    iterator = iter(saver)
+    for _ in range(len(saver)):
+        next(iterator)
+    state = saver.state_dict()
+    resumed = loader(mode)
+    resumed.load_state_dict(state)
+    iterator = iter(resumed)
+    resumed.set_epoch(1)
+    assert as_comparable(list(iterator), "augmenting") == one
