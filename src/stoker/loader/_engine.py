@@ -442,6 +442,11 @@ class Delivery(Iterator[Any]):
             self._runner.close()
         raise error
 
+    @property
+    def ended(self) -> bool:
+        """Whether this iterator has ended (exhausted, closed, failed) or its loader closed."""
+        return self._ended is not None or self._runner.closed
+
     def close(self) -> None:
         """Stop this iterator's workers now (also done on exhaustion and garbage collection)."""
         if self._ended is None:

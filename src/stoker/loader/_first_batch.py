@@ -19,7 +19,8 @@ from typing import Any
 
 from stoker.loader._engine import Delivery
 
-# The loader's check, given the planned pass: the pass that replaces it, or None to keep it.
+# The loader's check, given the planned pass: the pass that replaces it, None to keep it, or
+# the planned pass itself when nothing was set since iter() (a later check may still replace).
 Replan = Callable[[Delivery], "Delivery | None"]
 
 
@@ -34,12 +35,24 @@ class FirstBatchIterator(Iterator[Any]):
         return self
 
     def __next__(self) -> Any:
+        self.settle(final=True)
+        return next(self._delivery)
+
+    def settle(self, final: bool = False) -> None:
+        """Let the pass be planned again now, as the first ``next()`` does (``final``).
+
+        The loader's ``state_dict()`` calls it: a state taken between ``iter()`` and the first
+        ``next()`` is of the pass that ``next()`` would run. Where nothing was set since
+        ``iter()``, the first ``next()`` still checks again.
+        """
         if self._replan is not None:
             replan, self._replan = self._replan, None
             replacement = replan(self._delivery)
-            if replacement is not None:
+            if replacement is self._delivery:
+                if not final:
+                    self._replan = replan
+            elif replacement is not None:
                 self._delivery = replacement
-        return next(self._delivery)
 
     def __len__(self) -> int:
         return len(self._delivery)

@@ -37,5 +37,8 @@ class Progress:
     # Each chain sampler's (epoch, set_epoch calls) when this pass drew its order
     # (stoker.loader._resume.epoch_marks): the epoch the pass's order is of.
     drawn_marks: list[tuple[int | None, int | None]] = field(default_factory=list)
+    # A fresh pass's: each chain generator and its state before the order was drawn, so that a
+    # pass planned again before its first batch (FirstBatchIterator) draws the same stream.
+    generators_at_start: list[tuple[Any, Any]] = field(default_factory=list)
     # A stream's: each worker's fingerprint chain (stoker._fetch) of the batches consumed.
     stream_digests: dict[int, str] = field(default_factory=dict)

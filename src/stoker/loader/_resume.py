@@ -138,6 +138,18 @@ def first_epoch(marks: list[EpochMark]) -> int | None:
     return next((epoch for epoch, _ in marks if epoch is not None), None)
 
 
+def generator_states(sampler: Any) -> list[tuple[torch.Generator, torch.Tensor]]:
+    """Each chain sampler's ``torch.Generator`` with its state now (to put back later)."""
+    if sampler is None:
+        return []
+    found: list[tuple[torch.Generator, torch.Tensor]] = []
+    for part in chain(sampler):
+        generator = getattr(part, "generator", None)
+        if isinstance(generator, torch.Generator) and all(g is not generator for g, _ in found):
+            found.append((generator, generator.get_state()))
+    return found
+
+
 def set_chain_epochs(sampler: Any, marks: list[EpochMark]) -> None:
     """Put each chain sampler's ``epoch`` back to ``marks``'s (its call count unchanged)."""
     if sampler is None:

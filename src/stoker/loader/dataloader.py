@@ -284,6 +284,7 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
         self.collate_fn = collate_fn
 
         self._epoch = 0
+        self._epochs_set = 0  # loader.set_epoch calls: how a re-plan sees one after iter()
         self._epoch_seed = self.seed
         self._resume: dict[str, Any] | None = None
         self._progress: Progress | None = None
@@ -291,6 +292,8 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
         self._slot_bank: SlotBank | None = None  # without them: slots for the next epoch's workers
         self._pass_count = 0  # passes begun: each iter() is a new pass with a new id
         self._active: weakref.ref[Delivery] | None = None  # the latest pass's iterator
+        # The latest iter()'s iterator, whose first next() may plan its pass again
+        self._unsettled: weakref.ref[FirstBatchIterator] | None = None
         # What torch's own DataLoader methods read, so they keep working on a stoker loader.
         self._dataset_kind = _DatasetKind.Iterable if self._is_iterable else _DatasetKind.Map
         self._iterator = None
@@ -323,37 +326,56 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
         """Make the next ``iter()`` epoch ``epoch`` (shuffle order and augmentation follow)."""
         _require(epoch >= 0, f"epoch must be >= 0, got {epoch}")
         self._epoch = int(epoch)
+        self._epochs_set += 1  # a call, even of the epoch the loader would run next anyway
         sampler = self._index_sampler
         if sampler is not None and hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # stoker's iterator
+        starts_workers = self.persistent_workers and not self._has_live_workers()
         delivery = self._start_pass()
         if delivery.progress.resume is not None and not delivery.progress.nothing_left:
             return FirstBatchIterator(delivery, None)  # the resumed epoch's rest: state wins
-        planned = (self._epoch, _resume.epoch_marks(self._index_sampler))
-        return FirstBatchIterator(delivery, lambda old: self._replanned(old, *planned))
+        planned = (
+            self._epoch,
+            self._epochs_set,
+            _resume.epoch_marks(self._index_sampler),
+            starts_workers,
+        )
+        iterator = FirstBatchIterator(delivery, lambda old: self._replanned(old, *planned))
+        self._unsettled = weakref.ref(iterator)
+        return iterator
 
     def _replanned(
-        self, planned: Delivery, next_epoch: int, marks: list[_resume.EpochMark]
+        self,
+        planned: Delivery,
+        next_epoch: int,
+        epochs_set: int,
+        marks: list[_resume.EpochMark],
+        started_workers: bool = False,
     ) -> Delivery | None:
-        """The pass to run instead of ``planned`` (before its first batch), or None to keep it.
+        """The pass to run instead of ``planned`` (before its first batch), or None to keep it
+        (``planned`` itself: nothing was set since iter(), keep it for now).
 
         torch draws the order at the first next(): an epoch set between iter() and then —
         ``loader.set_epoch(n)``, or ``sampler.set_epoch(n)`` as Lightning calls it — is the
         epoch this iterator runs. ``next_epoch`` and ``marks`` are the loader's and the
-        samplers' epochs just after iter().
+        samplers' epochs just after iter(), ``epochs_set`` its count of set_epoch calls then;
+        ``started_workers``: that iter() started the persistent workers.
         """
         progress = planned.progress
         if progress is not self._progress:
             return None  # a newer iter() took over; the planned pass reports it
+        if planned.ended:
+            return None  # closed (loader.close()): its next() says so
         sampler = self._index_sampler
         now = _resume.epoch_marks(sampler)
-        if self._epoch == next_epoch and now == marks:
-            return None  # nothing was set since iter()
+        loader_set = self._epochs_set != epochs_set
+        if not loader_set and now == marks:
+            return planned  # nothing was set since iter(): no decision yet
         epoch = progress.epoch
         target = epoch
-        if self._epoch != next_epoch:  # loader.set_epoch(n)
+        if loader_set:  # loader.set_epoch(n), n + 1 == the epoch planned included
             target = self._epoch
         else:
             # sampler.set_epoch(n): the loader's epoch follows the sampler's when the loader
@@ -372,6 +394,16 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
             _resume.set_chain_epochs(sampler, marks)
             return None
         planned.close()
+        for generator, state in progress.generators_at_start:
+            generator.set_state(state)  # the planned pass's draw undone: torch draws once
+        if loader_set and self._owns_sampler and sampler is not None:
+            sampler.set_epoch(target)  # the loader's epoch wins over its own sampler's, as
+            # at iter() (_start_pass)
+        if started_workers and self._seed_given and target != epoch and self._runner is not None:
+            # The persistent workers this pass started were seeded (torch, numpy, random) for
+            # its epoch, from (seed, epoch): they start again, seeded for the epoch run.
+            runner, self._runner = self._runner, None
+            runner.close()
         return self._fresh_pass(target)
 
     def _start_pass(self) -> Delivery:
@@ -409,6 +441,7 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
         sampler = self._index_sampler
         progress = Progress(epoch, self._epoch_seed, 0, in_order=self._delivers_in_order)
         progress.drawn_marks = _resume.epoch_marks(sampler)
+        progress.generators_at_start = _resume.generator_states(sampler)
         if sampler is not None and not _resume.resumes_itself(sampler):
             progress.epoch_start = _resume.epoch_start(sampler)  # before iter() draws the order
             progress.order_digest = ""
@@ -682,6 +715,9 @@ class DataLoader(torch.utils.data.DataLoader[_T_co]):
         """
         if self._resume is not None:
             return copy.deepcopy(self._resume)
+        unsettled = self._unsettled() if self._unsettled is not None else None
+        if unsettled is not None:
+            unsettled.settle()  # an epoch set after iter(): the state is of the pass it runs
         progress = self._progress
         base = {
             "version": _STATE_VERSION,
