@@ -1,4 +1,4 @@
-"""Build stoker's two optional C modules; everything else is declared in pyproject.toml."""
+"""Build stoker's optional C modules; everything else is declared in pyproject.toml."""
 
 from setuptools import Extension, setup
 
@@ -16,6 +16,13 @@ setup(
             ["src/stoker/_cmix.c"],
             extra_compile_args=["-O3"],
             optional=True,  # without it stoker.seeding runs the same arithmetic in numpy
+        ),
+        Extension(
+            "stoker.datasets._cjpeg",
+            ["src/stoker/datasets/_cjpeg.c"],
+            libraries=["jpeg"],  # libjpeg-turbo's headers: Debian's libjpeg-dev
+            extra_compile_args=["-O2"],
+            optional=True,  # without it a cropped JPEG is decoded whole, then cropped
         ),
     ]
 )

@@ -1,16 +1,19 @@
 """Fuzz stoker's C modules under AddressSanitizer: `python3 dev.py asan` builds and runs this.
 
-Loads ``_cfused`` and ``_cmix`` built with ``-fsanitize=address`` from the folder given as the
-first argument (with libasan preloaded, so every numpy buffer has poisoned red zones around it),
-then runs thousands of random batches through every code path of the fused kernel — AVX-512,
-AVX2 and table, 1/3/4 channels, windows inside and across the padding, flips, row gathers, with
-and without normalisation — checking that the paths agree bit for bit. An out-of-bounds read or
-write anywhere aborts with AddressSanitizer's report.
+Loads ``_cfused``, ``_cmix`` and ``_cjpeg`` built with ``-fsanitize=address`` from the folder
+given as the first argument (with libasan preloaded, so every numpy buffer has poisoned red
+zones around it), then runs thousands of random batches through every code path of the fused
+kernel — AVX-512, AVX2 and table, 1/3/4 channels, windows inside and across the padding, flips,
+row gathers, with and without normalisation — checking that the paths agree bit for bit; then
+decodes windows (inside, across and outside the image) of random, cut and bit-flipped JPEGs.
+An out-of-bounds read or write anywhere aborts with AddressSanitizer's report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -82,11 +85,68 @@ def fuzz_mix(mix: ModuleType, rng: np.random.Generator, batches: int) -> None:
     print(f"_cmix: {batches} random batches: no error")
 
 
+def _jpeg(rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
+    """A random small JPEG (mode, subsampling, progressive) and Pillow's RGB decode of it."""
+    from PIL import Image
+
+    h, w = int(rng.integers(1, 70)), int(rng.integers(1, 70))
+    pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels).convert(str(rng.choice(["RGB", "RGB", "L", "CMYK"])))
+    buffer = io.BytesIO()
+    image.save(
+        buffer,
+        "JPEG",
+        quality=int(rng.integers(30, 100)),
+        subsampling=int(rng.integers(0, 3)),
+        progressive=bool(rng.random() < 0.3),
+    )
+    data = buffer.getvalue()
+    with Image.open(io.BytesIO(data)) as decoded:
+        return data, np.asarray(decoded.convert("RGB"))
+
+
+def fuzz_jpeg(cjpeg: ModuleType, rng: np.random.Generator, files: int) -> None:
+    """Windows in and out of bounds, of intact, cut and bit-flipped files: no stray access."""
+    decoded = refused = 0
+    for _ in range(files):
+        data, full = _jpeg(rng)
+        damage = rng.random()
+        if damage < 0.3:
+            data = data[: int(rng.integers(0, len(data)))]
+        elif damage < 0.6:
+            flipped = bytearray(data)
+            for at in rng.integers(0, len(data), int(rng.integers(1, 8))):
+                flipped[at] ^= 1 << int(rng.integers(0, 8))
+            data = bytes(flipped)
+        height, width = full.shape[:2]
+        for _ in range(4):
+            h, w = int(rng.integers(0, height + 2)), int(rng.integers(0, width + 2))
+            # mostly inside the image, sometimes one row or column past an edge
+            top = int(rng.integers(0, max(height - h, 0) + 1 + int(rng.random() < 0.2)))
+            left = int(rng.integers(0, max(width - w, 0) + 1 + int(rng.random() < 0.2)))
+            out = np.empty((h, w, 3), np.uint8)  # exactly sized: red zones right after
+            try:
+                cjpeg.decode_into(data, out, top, left, h, w)
+            except ValueError:
+                refused += 1
+                continue
+            decoded += 1
+            if damage >= 0.6:
+                assert np.array_equal(out, full[top : top + h, left : left + w])
+        with contextlib.suppress(ValueError):
+            cjpeg.header(data)
+    print(f"_cjpeg: {files} files, {decoded} windows decoded, {refused} refused: no error")
+
+
 def main() -> None:
     folder = Path(sys.argv[1])
     rng = np.random.default_rng(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
     fuzz_fused(load("_cfused", folder), rng, batches=3000)
     fuzz_mix(load("_cmix", folder), rng, batches=500)
+    if list(folder.glob("_cjpeg.*.so")):
+        fuzz_jpeg(load("_cjpeg", folder), rng, files=1500)
+    else:
+        print("_cjpeg: not built (no libjpeg-turbo headers here): skipped")
 
 
 if __name__ == "__main__":

@@ -33,17 +33,19 @@ except ImportError:  # pragma: no cover - depends on the environment
 __all__ = [
     "IMAGE_TYPES",
     "check_image_type",
+    "decode_bytes",
     "decode_image",
     "load_image",
     "open_rgb",
     "parse_decode_size",
+    "read_image_file",
     "supports_batches",
 ]
 
 IMAGE_TYPES = ("pil", "numpy")
 """What image datasets return: RGB PIL images (torchvision's choice) or RGB uint8 HWC arrays."""
 
-_JPEG_MAGIC = b"\xff\xd8\xff"
+JPEG_MAGIC = b"\xff\xd8\xff"
 # libjpeg scales in the DCT by n/8; these are the reductions worth their pixel change.
 _DCT_DENOMINATORS = (8, 4, 2)
 
@@ -164,22 +166,31 @@ def decode_image(
     Unreadable files raise :class:`~stoker.errors.DatasetError` naming the file.
     """
     size = parse_decode_size(decode_size, "decode_image")
-    path: Path | None = None
     if isinstance(source, str | Path):
         path = Path(source)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError as exc:
-            raise _missing(str(path)) from exc
-        except OSError as exc:
-            raise DatasetError(f"{path}: cannot read the image file ({exc})") from exc
-    else:
-        data = bytes(source)  # bytes, bytearray or memoryview
-    if simplejpeg is not None and data[:3] == _JPEG_MAGIC:
+        return decode_bytes(read_image_file(path), size, name=str(path))
+    return decode_bytes(bytes(source), size)  # bytes, bytearray or memoryview
+
+
+def read_image_file(path: Path) -> bytes:
+    """The bytes of an image file; a missing or unreadable one raises a DatasetError naming it."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise _missing(str(path)) from exc
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read the image file ({exc})") from exc
+
+
+def decode_bytes(
+    data: bytes, size: tuple[int, int] | None = None, *, name: str | None = None
+) -> npt.NDArray[np.uint8]:
+    """:func:`decode_image` of bytes already read; errors call the file ``name``."""
+    if simplejpeg is not None and data[:3] == JPEG_MAGIC:
         decoded = _simplejpeg_rgb(data, size)
         if decoded is not None:
             return decoded
-    image = open_rgb(data, size, name=str(path) if path is not None else None)
+    image = open_rgb(data, size, name=name)
     return np.array(image)  # writable, as simplejpeg's (asarray of a PIL image is read-only)
 
 

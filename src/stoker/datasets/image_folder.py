@@ -10,6 +10,8 @@ from typing import Any
 from stoker._shared_list import SharedList
 from stoker.dataset import Dataset
 from stoker.datasets._images import check_image_type, load_image, parse_decode_size
+from stoker.datasets._jpeg_window import available as window_decoding_available
+from stoker.datasets._jpeg_window import open_undecoded
 from stoker.datasets._json_cache import write_json
 from stoker.errors import DatasetError
 
@@ -53,7 +55,9 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
     stoker transform takes them). ``decode_size=(h, w)`` opts in to reduced-size JPEG decoding
     (1/2, 1/4 or 1/8 scale in the DCT, keeping both sides ≥ (h, w)): much faster when the
     pipeline shrinks images anyway, but the pixels differ from a full decode (see
-    :func:`stoker.datasets.decode_image`).
+    :func:`stoker.datasets.decode_image`). With ``"numpy"`` and a transform that starts with
+    stoker's ``RandomResizedCrop``, a JPEG is decoded only inside the crop's window where the
+    optional libjpeg-turbo module is built: the same pixels, ~20% less decoding.
     """
 
     def __init__(
@@ -110,9 +114,22 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def _crop_decodes(self, transform: Any) -> bool:
+        """Whether ``transform`` starts with a crop that decodes its JPEG window alone."""
+        return (
+            self.image_type == "numpy"
+            and self.decode_size is None
+            and getattr(transform, "accepts_undecoded", False)
+            and window_decoding_available()
+        )
+
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         path, label = self.samples[index]
-        image: Any = load_image(Path(path), self.image_type, self.decode_size)
+        image: Any
+        if self._crop_decodes(self.transform):
+            image = open_undecoded(Path(path))  # only the crop's window will be decoded
+        else:
+            image = load_image(Path(path), self.image_type, self.decode_size)
         if self.transform is not None:
             image = self.transform(image)
         target: Any = label if self.target_transform is None else self.target_transform(label)

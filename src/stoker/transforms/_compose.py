@@ -187,6 +187,13 @@ class Compose(Transform):
         """Whether a :class:`Rows` batch may be passed in (read in place by the fused pass)."""
         return bool(self._plan) and isinstance(self._plan[0], _FusedRun)
 
+    @property
+    def accepts_undecoded(self) -> bool:
+        """Whether an :class:`Undecoded` image may be passed in (its first step crops it)."""
+        return bool(self.transforms) and bool(
+            getattr(self.transforms[0], "accepts_undecoded", False)
+        )
+
     def __call__(self, inpt: Any) -> Any:
         if isinstance(inpt, Rows) and not self.accepts_rows:
             inpt = np.asarray(inpt)

@@ -1,8 +1,9 @@
 """Image inputs seen as one 4-D batch: numpy channels-last (NHWC), torch channels-first (NCHW).
 
-Every transform accepts a PIL image, a numpy array (``HW``, ``HWC`` or a ``NHWC`` batch) or a torch
-tensor (``HW``, ``CHW`` or a ``NCHW`` batch). :func:`as_batch` lifts any of them to a 4-D batch
-in its own library's layout and remembers how to give the result back in the caller's form.
+Every transform accepts a PIL image, an :class:`Undecoded` file, a numpy array (``HW``, ``HWC``
+or a ``NHWC`` batch) or a torch tensor (``HW``, ``CHW`` or a ``NCHW`` batch). :func:`as_batch`
+lifts any of them to a 4-D batch in its own library's layout and remembers how to give the
+result back in the caller's form.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import PIL.Image
 import torch
 
 from stoker.transforms._errors import fail
+from stoker.transforms._undecoded import Undecoded
 
 Array = np.ndarray | torch.Tensor
 
@@ -78,7 +80,12 @@ def describe(inpt: Any) -> str:
 
 
 def as_batch(inpt: Any, transform: str) -> Batch:
-    """Lift ``inpt`` to a 4-D batch; refuse ranks, dtypes and channel counts that are no image."""
+    """Lift ``inpt`` to a 4-D batch; refuse ranks, dtypes and channel counts that are no image.
+
+    An :class:`Undecoded` image is decoded whole here: only a crop can use it undecoded.
+    """
+    if isinstance(inpt, Undecoded):
+        inpt = inpt.decode()
     if isinstance(inpt, PIL.Image.Image):
         arr = np.asarray(inpt)
         palette = inpt.getpalette() if inpt.mode in ("P", "PA") else None

@@ -22,6 +22,7 @@ from stoker.transforms import _opencv
 from stoker.transforms._base import Transform, parse_size, sample_keys
 from stoker.transforms._errors import fail
 from stoker.transforms._image import Batch, as_batch
+from stoker.transforms._undecoded import Undecoded
 
 _MODES = ("nearest", "bilinear", "bicubic")
 _PIL_FILTERS = {
@@ -316,30 +317,41 @@ class RandomResizedCrop(Transform):
         out = np.concatenate(outs) if batch.is_numpy else torch.cat(outs)
         return batch.restore(out)
 
+    accepts_undecoded = True
+    """An :class:`Undecoded` image is decoded only in the window drawn for it (same pixels)."""
+
     def __call__(self, inpt: Any) -> Any:
         if isinstance(inpt, PIL.Image.Image):  # crop then resize, as torchvision's PIL path
             width, height = inpt.size
             t, lf, h, w = self.make_params_one(int(sample_keys(1)[0]), height, width)
             cropped = inpt.crop((lf, t, lf + w, t + h))
             return cropped.resize((self.size[1], self.size[0]), _PIL_FILTERS[self.interpolation])
+        if isinstance(inpt, Undecoded):  # the same window, and only it decoded
+            t, lf, h, w = self.make_params_one(int(sample_keys(1)[0]), inpt.height, inpt.width)
+            return self._resize_window(inpt.window(t, lf, h, w), had_channels=True)
         batch = as_batch(inpt, "RandomResizedCrop")
         if batch.single:
             t, lf, h, w = self.make_params_one(int(sample_keys(1)[0]), *batch.hw)
-            if batch.kind == "numpy" and inpt.dtype == np.uint8 and self.backend == "opencv":
-                # The window is a view: OpenCV reads it in place, one resample, no copies.
-                resized = _opencv.resize(batch.data[0, t : t + h, lf : lf + w], self.size)
-                return resized if batch.had_channels else resized[:, :, 0]
             if batch.kind == "numpy" and inpt.dtype == np.uint8 and batch.channels in (1, 3, 4):
-                # One Pillow resample of the window, as torchvision's PIL path, no batch copies.
-                window = np.ascontiguousarray(batch.data[0, t : t + h, lf : lf + w])
-                pil = PIL.Image.fromarray(window[:, :, 0] if window.shape[2] == 1 else window)
-                size = (self.size[1], self.size[0])
-                resized = np.array(pil.resize(size, _PIL_FILTERS[self.interpolation]))
-                shape = (*self.size, batch.channels) if batch.had_channels else self.size
-                return resized.reshape(shape)
+                return self._resize_window(
+                    batch.data[0, t : t + h, lf : lf + w], had_channels=batch.had_channels
+                )
             params = tuple(np.array([v], np.int64) for v in (t, lf, h, w))
             return self.apply(inpt, params)
         return self.apply(inpt, self.make_params(sample_keys(batch.size), *batch.hw))
+
+    def _resize_window(self, window: npt.NDArray[np.uint8], *, had_channels: bool) -> Any:
+        """One uint8 HWC window (a view is fine) resampled to ``size``, no batch copies."""
+        if self.backend == "opencv":  # OpenCV reads the view in place: one resample
+            resized = _opencv.resize(window, self.size)
+            return resized if had_channels else resized[:, :, 0]
+        # One Pillow resample of the window, as torchvision's PIL path.
+        window = np.ascontiguousarray(window)
+        channels = window.shape[2]
+        pil = PIL.Image.fromarray(window[:, :, 0] if channels == 1 else window)
+        size = (self.size[1], self.size[0])
+        resized = np.array(pil.resize(size, _PIL_FILTERS[self.interpolation]))
+        return resized.reshape((*self.size, channels) if had_channels else self.size)
 
     def _extra_repr(self) -> str:
         return (
