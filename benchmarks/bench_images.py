@@ -13,12 +13,13 @@ Loaders: torch DataLoader + torchvision ImageFolder + v2 (fresh and persistent w
 reference), stoker (process workers fresh / persistent, thread workers; PIL images as torchvision
 or uint8 arrays decoded by simplejpeg — in A only RandomResizedCrop's window of each JPEG, where
 stoker's libjpeg-turbo module is built; on the arrays also the OpenCV resampler, opt-in, when
-OpenCV is installed; for B also reduced-size decoding, opt-in), and, when
-importable, torchdata.nodes and SPDL mapping the same stoker dataset. The decode ceiling is a
-one-core loop reading and decoding every file (Pillow, simplejpeg, torchvision.io, A's windows;
-Pillow with DCT reduction for B), times 2 for 2 cores: no loader can beat it. Every rate is a whole epoch with
-its first batch; the table gives the median over ``--repeats`` interleaved epochs. Before the
-epochs, a per-sample CPU profile (one thread) of each transform, stoker vs torchvision.
+OpenCV is installed, whose box step in B then runs as the JPEG is decoded; for B also
+reduced-size decoding, opt-in), and, when importable, torchdata.nodes and SPDL mapping the same
+stoker dataset. The decode ceiling is a one-core loop reading and decoding every file (Pillow,
+simplejpeg, torchvision.io, A's windows, B's box means; Pillow with DCT reduction for B), times
+2 for 2 cores: no loader can beat it. Every rate is a whole epoch with its first batch; the
+table gives the median over ``--repeats`` interleaved epochs. Before the epochs, a per-sample
+CPU profile (one thread) of each transform, stoker vs torchvision.
 
 torchdata and SPDL are optional; install them without letting pip replace torch:
 ``python -m pip install --no-deps --target /tmp/competitors torchdata spdl spdl-core spdl-io``
@@ -48,7 +49,8 @@ import stoker
 from _common import _version, one_torch_thread, per_sample_ms, write_results
 from stoker import transforms as T
 from stoker.datasets import ImageFolder, _jpeg_window, decode_image, testdata
-from stoker.datasets._jpeg_window import UndecodedJpeg
+from stoker.datasets._jpeg_window import UndecodedJpeg, open_undecoded
+from stoker.transforms import _opencv
 
 WORKERS = 2
 SEED = 0
@@ -224,6 +226,18 @@ def _decode_window(data: bytes) -> Any:
     return UndecodedJpeg(data, height, width, "").window(*window)
 
 
+_BOXES = "JPEG box means (B)"
+_BOX_ROW = "decode, Resize((32, 32), backend='opencv')'s box means while decoding"
+_B_WHOLE = "pipeline B, opencv backend, from the file (box means while decoding)"
+
+
+def _decode_box_means(data: bytes) -> Any:
+    """What pipeline B's OpenCV resize gets of one file: its box means, summed as it decodes."""
+    height, width, _ = _jpeg_window._cjpeg.header(data)
+    ky, kx = _opencv.box_factors(height, width, SMALL)
+    return UndecodedJpeg(data, height, width, "").box_means(ky, kx)
+
+
 def ceilings(paths: list[Path]) -> dict[str, float]:
     """One-core decode rates ×2 (2 cores), each decoder measured on the same files."""
     rates = {
@@ -235,6 +249,8 @@ def ceilings(paths: list[Path]) -> dict[str, float]:
         rates["simplejpeg"] = decode_rate(paths, decode_image)
     if _jpeg_window.available():
         rates[_WINDOWS] = decode_rate(paths, _decode_window)
+        if available("cv2"):
+            rates[_BOXES] = decode_rate(paths, _decode_box_means)
     return {name: WORKERS * rate for name, rate in rates.items()}
 
 
@@ -271,6 +287,9 @@ def pipeline_costs(paths: list[Path], pipeline: str) -> dict[str, float]:
         )
     if _jpeg_window.available():
         costs[_WINDOW_ROW] = per_sample_ms(lambda p: _decode_window(p.read_bytes()), paths)
+        if pipeline == "B" and available("cv2"):
+            whole = pipeline_opencv("B")
+            costs[_B_WHOLE] = per_sample_ms(lambda p: whole(open_undecoded(p)), paths)
     return costs
 
 
@@ -310,6 +329,10 @@ def profile_transforms(paths: list[Path]) -> tuple[list[str], dict[str, float]]:
         decode_rows.append(
             (_WINDOW_ROW, per_sample_ms(lambda p: _decode_window(p.read_bytes()), paths))
         )
+        if available("cv2"):
+            decode_rows.append(
+                (_BOX_ROW, per_sample_ms(lambda p: _decode_box_means(p.read_bytes()), paths))
+            )
     lines = [
         "| per sample, one thread (CPU ms) | stoker on PIL | stoker on array | torchvision on PIL |"
         " stoker PIL / torchvision |",
@@ -338,7 +361,7 @@ def cpu_ceilings(costs: dict[str, float], pipeline: str) -> list[tuple[str, floa
     training process's own share of the cores.
     """
     after = f"pipeline {pipeline} after decode"
-    paths = [
+    paths: list[tuple[str, float, str | None]] = [
         ("torch + torchvision (Pillow)", costs["decode, Pillow → PIL"], f"{after}, torchvision"),
         ("stoker on PIL (Pillow)", costs["decode, Pillow → PIL"], f"{after}, stoker PIL"),
         ("stoker on arrays (decode_image)", costs["decode, decode_image → array"],
@@ -359,9 +382,16 @@ def cpu_ceilings(costs: dict[str, float], pipeline: str) -> list[tuple[str, floa
             else (label, decode_ms, key)
             for label, decode_ms, key in paths
         ]
+    if pipeline == "B" and _B_WHOLE in costs:  # what B's OpenCV array dataset does
+        paths = [
+            ("stoker, opencv backend, box means while decoding", costs[_B_WHOLE], None)
+            if "opencv" in label
+            else (label, decode_ms, key)
+            for label, decode_ms, key in paths
+        ]
     out = []
     for label, decode_ms, transform_key in paths:
-        ms = decode_ms + costs[transform_key]
+        ms = decode_ms + (costs[transform_key] if transform_key is not None else 0.0)
         out.append((label, ms, WORKERS * 1e3 / ms))
     return out
 
@@ -524,9 +554,11 @@ def run_pipeline(
     array_decoder = _WINDOWS if name == "A" and _WINDOWS in ceil else full_decoder
     decoder_for = {
         "PIL": "Pillow",
-        "arrays (decode_image)": array_decoder,
         "reduced": "1/8 DCT decode (B)",
     }
+    if name == "B" and _BOXES in ceil:
+        decoder_for["opencv backend"] = _BOXES
+    decoder_for["arrays (decode_image)"] = array_decoder
     title = (
         "A: decode → RandomResizedCrop(224) → flip → ToImage/ToDtype/Normalize, batch 64"
         if name == "A"

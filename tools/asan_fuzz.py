@@ -5,7 +5,8 @@ given as the first argument (with libasan preloaded, so every numpy buffer has p
 zones around it), then runs thousands of random batches through every code path of the fused
 kernel — AVX-512, AVX2 and table, 1/3/4 channels, windows inside and across the padding, flips,
 row gathers, with and without normalisation — checking that the paths agree bit for bit; then
-decodes windows (inside, across and outside the image) of random, cut and bit-flipped JPEGs.
+decodes windows (inside, across and outside the image) and box means of random, cut and
+bit-flipped JPEGs.
 An out-of-bounds read or write anywhere aborts with AddressSanitizer's report.
 """
 
@@ -106,7 +107,8 @@ def _jpeg(rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
 
 
 def fuzz_jpeg(cjpeg: ModuleType, rng: np.random.Generator, files: int) -> None:
-    """Windows in and out of bounds, of intact, cut and bit-flipped files: no stray access."""
+    """Windows in and out of bounds, and box means of any size, of intact, cut and bit-flipped
+    files (with outputs sometimes too large): no stray access."""
     decoded = refused = 0
     for _ in range(files):
         data, full = _jpeg(rng)
@@ -135,6 +137,16 @@ def fuzz_jpeg(cjpeg: ModuleType, rng: np.random.Generator, files: int) -> None:
                 assert np.array_equal(out, full[top : top + h, left : left + w])
         with contextlib.suppress(ValueError):
             cjpeg.header(data)
+        ky, kx = int(rng.integers(0, height + 2)), int(rng.integers(0, width + 2))
+        means = np.empty(
+            (height // max(ky, 1) + int(rng.random() < 0.2), width // max(kx, 1), 3), np.uint8
+        )
+        try:
+            cjpeg.box_means_into(data, means, ky, kx)
+        except ValueError:
+            refused += 1
+        else:
+            decoded += 1
     print(f"_cjpeg: {files} files, {decoded} windows decoded, {refused} refused: no error")
 
 

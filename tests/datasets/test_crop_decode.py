@@ -1,4 +1,8 @@
-"""Window decoding for RandomResizedCrop: the full decode's pixels, its errors, its fallbacks."""
+"""Decoding less of a JPEG: RandomResizedCrop's window, the OpenCV resize's box means.
+
+Each is checked against decoding the whole image first: the same pixels (the window) or the
+same bits as OpenCV's INTER_AREA of it (the box means), the same errors, the same fallbacks.
+"""
 
 from __future__ import annotations
 
@@ -100,7 +104,7 @@ def test_bad_windows_buffers_and_bytes_raise_value_errors(photo):
         window(data, 80, 0, 4, 10)
     with pytest.raises(ValueError, match=r"not inside"):
         window(data, 0, 0, 0, 10)
-    with pytest.raises(ValueError, match=r"height\*width\*3 = 300 bytes, got 299"):
+    with pytest.raises(ValueError, match=r"holds 299 bytes where this image needs 300"):
         cjpeg.decode_into(data, np.empty(299, np.uint8), 0, 0, 10, 10)
     with pytest.raises(TypeError, match=r"read-write bytes-like"):  # a strided view
         cjpeg.decode_into(data, np.empty((10, 20, 3), np.uint8)[:, ::2], 0, 0, 10, 10)
@@ -111,6 +115,37 @@ def test_bad_windows_buffers_and_bytes_raise_value_errors(photo):
     cmyk = jpeg(photo, "CMYK")
     with pytest.raises(ValueError, match=r"colour space (CMYK|YCCK) has no RGB"):
         window(cmyk, 0, 0, 4, 4)
+
+
+def box_means(data: bytes, ky: int, kx: int) -> np.ndarray:
+    height, width, _ = cjpeg.header(data)
+    out = np.empty((height // ky, width // kx, 3), np.uint8)
+    cjpeg.box_means_into(data, out, ky, kx)
+    return out
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS, ids=str)
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_box_means_equal_opencvs_inter_area_of_the_decoded_image(photo, encoding, mode):
+    cv2 = pytest.importorskip("cv2")
+    data = jpeg(photo, mode, **encoding)
+    full = decode_image(data)
+    height, width, _ = full.shape
+    # 2×2 takes OpenCV's vector path (rounds ties up), the others its float path (ties to even)
+    for ky, kx in [(1, 1), (1, 2), (2, 1), (2, 2), (3, 5), (11, 15), (7, 4), (83, 131), (40, 2)]:
+        boxes = full[: height - height % ky, : width - width % kx]
+        expected = cv2.resize(boxes, (width // kx, height // ky), interpolation=cv2.INTER_AREA)
+        np.testing.assert_array_equal(box_means(data, ky, kx), expected.reshape(-1, width // kx, 3))
+
+
+def test_bad_boxes_raise_value_errors(photo):
+    data = jpeg(photo)
+    with pytest.raises(ValueError, match=r"boxes of at least 1×1"):
+        cjpeg.box_means_into(data, np.empty(3, np.uint8), 0, 1)
+    with pytest.raises(ValueError, match=r"holds 3 bytes where this image needs 6"):
+        cjpeg.box_means_into(data, np.empty(3, np.uint8), 83, 65)
+    with pytest.raises(ValueError, match=r"JPEG"):
+        cjpeg.box_means_into(data[: len(data) // 2], np.empty((4, 6, 3), np.uint8), 20, 20)
 
 
 def _folder(root: Path, files: dict[str, bytes]) -> Path:
@@ -235,7 +270,7 @@ def test_loader_batches_equal_decoding_whole(photo_folder, backend, workers):
         pytest.importorskip("cv2")
     folder = ImageFolder(photo_folder, transform=_pipeline(backend), image_type="numpy")
     assert isinstance(open_undecoded(Path(folder.samples[0][0])), UndecodedJpeg)
-    assert folder._crop_decodes(folder.transform)
+    assert folder._hands_undecoded(folder.transform)
     windowed = stoker.DataLoader(folder, batch_size=5, shuffle=True, seed=4, **workers)
     whole = stoker.DataLoader(_DecodedWhole(folder), batch_size=5, shuffle=True, seed=4)
     for epoch in range(2):
@@ -245,11 +280,55 @@ def test_loader_batches_equal_decoding_whole(photo_folder, backend, workers):
             assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
 
 
+@pytest.mark.parametrize("size", [(32, 32), (20, 30), 24, (75, 50)])
+def test_an_opencv_resize_first_gives_the_bits_of_decoding_first(photo_folder, size):
+    pytest.importorskip("cv2")
+    pipeline = T.Compose(
+        [
+            T.Resize(size, backend="opencv"),
+            T.ToImage(),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(MEAN, STD),
+        ]
+    )
+    folder = ImageFolder(photo_folder, transform=pipeline, image_type="numpy")
+    assert folder._hands_undecoded(folder.transform)
+    # one sample at a time: a single int keeps the aspect, so sizes differ between images
+    boxed = stoker.DataLoader(folder, batch_size=None, num_workers=2, seed=1)
+    whole = stoker.DataLoader(_DecodedWhole(folder), batch_size=None, seed=1)
+    for (x, y), (x_ref, y_ref) in zip(boxed, whole, strict=True):
+        assert torch.equal(x, x_ref) and y == y_ref
+
+
+def test_an_exact_resize_is_given_the_decoded_image(photo_folder):
+    folder = ImageFolder(photo_folder, transform=T.Resize((32, 32)), image_type="numpy")
+    assert not T.Resize(32).accepts_undecoded and not folder._hands_undecoded(folder.transform)
+
+
+def test_a_damaged_file_under_the_resize_takes_the_full_decode(photo, tmp_path):
+    pytest.importorskip("cv2")
+    data = bytearray(jpeg(photo))
+    data[len(data) // 3 : len(data) // 3 + 40] = b"\xff\x00" * 20
+    path = tmp_path / "damaged.jpg"
+    path.write_bytes(bytes(data))
+    undecoded = open_undecoded(path)
+    assert isinstance(undecoded, UndecodedJpeg)
+    resize = T.Resize((16, 16), backend="opencv")
+    try:
+        expected = resize(decode_image(path))
+    except DatasetError as exc:
+        with pytest.raises(DatasetError, match=str(path)) as raised:
+            resize(undecoded)
+        assert str(raised.value) == str(exc)
+    else:
+        np.testing.assert_array_equal(resize(undecoded), expected)
+
+
 def test_without_the_module_images_are_decoded_whole(photo_folder, monkeypatch):
     folder = ImageFolder(photo_folder, transform=_pipeline("exact"), image_type="numpy")
     with_windows = list(stoker.DataLoader(folder, batch_size=6, seed=2))
     monkeypatch.setattr(_jpeg_window, "_cjpeg", None)
-    assert not folder._crop_decodes(folder.transform)
+    assert not folder._hands_undecoded(folder.transform)
     assert isinstance(open_undecoded(Path(folder.samples[0][0])), np.ndarray)
     whole = list(stoker.DataLoader(folder, batch_size=6, seed=2))
     for (x, y), (x2, y2) in zip(with_windows, whole, strict=True):
@@ -262,4 +341,4 @@ def test_pil_images_and_reduced_decoding_keep_their_paths(photo_folder):
         photo_folder, transform=_pipeline("exact"), image_type="numpy", decode_size=16
     )
     plain = ImageFolder(photo_folder, transform=T.Resize((8, 8)), image_type="numpy")
-    assert not any(f._crop_decodes(f.transform) for f in (pil, reduced, plain))
+    assert not any(f._hands_undecoded(f.transform) for f in (pil, reduced, plain))

@@ -119,5 +119,6 @@ def test_public_names():
         "ToTensor",
         "Transform",
         "TransformError",
+        "Undecoded",
         "denormalize",
     }

@@ -21,7 +21,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <math.h>
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +71,7 @@ static const char *color_space_name(J_COLOR_SPACE space) {
 
 /* header(data) -> (height, width, colour space name) */
 static PyObject *header(PyObject *self, PyObject *args) {
+    (void)self;
     Py_buffer data;
     if (!PyArg_ParseTuple(args, "y*", &data)) return NULL;
     struct jpeg_decompress_struct cinfo;
@@ -102,17 +105,48 @@ typedef struct {
     const unsigned char *data;
     unsigned long size;
     unsigned char *out;
+    size_t out_len;
     JDIMENSION top, left, height, width; /* the window, in image pixels */
+    /* 0: copy the window's rows; else out gets the means of its box_y×box_x boxes, and the
+     * window is the image less its last height % box_y rows and width % box_x columns */
+    JDIMENSION box_y, box_x;
     char message[JMSG_LENGTH_MAX];
 } Region;
 
-/* Decodes region->window into region->out (height rows of width * 3 bytes). 0 on success.
- * Runs without the GIL: touches no Python object. */
+/* One decoded row added to the column sums: a plain loop the compiler vectorises, so the
+ * boxes cost ~1 ns a pixel on top of the decode (summing each box directly was ~0.3 ms a
+ * 375×500 photo, as much as OpenCV's INTER_AREA of the decoded image). */
+static void add_row(uint32_t *restrict column_sums, const unsigned char *restrict row, size_t n) {
+    for (size_t i = 0; i < n; i++) column_sums[i] += row[i];
+}
+
+/* The box means of one row of boxes, from its column sums, rounded as OpenCV's integer-factor
+ * INTER_AREA rounds them, so that the result equals cv2.resize of the decoded image bit for bit
+ * (tested): the 2×2 vector path's (sum + 2) >> 2, else resizeAreaFast_'s
+ * saturate_cast<uchar>(sum * (1.f / area)) in float32, ties to even. */
+static void write_means(unsigned char *out, const uint32_t *column_sums, JDIMENSION boxes,
+                        JDIMENSION box_y, JDIMENSION box_x) {
+    const float scale = 1.f / (float)(box_y * box_x);
+    const int two_by_two = box_y == 2 && box_x == 2;
+    for (JDIMENSION b = 0; b < boxes; b++) {
+        for (int c = 0; c < 3; c++) {
+            uint32_t sum = 0;
+            const uint32_t *column = column_sums + (size_t)b * box_x * 3 + c;
+            for (JDIMENSION k = 0; k < box_x; k++) sum += column[3 * k];
+            long mean = two_by_two ? (long)((sum + 2) >> 2) : lrintf((float)sum * scale);
+            out[3 * b + c] = (unsigned char)(mean > 255 ? 255 : mean);
+        }
+    }
+}
+
+/* Decodes region->window into region->out (height rows of width * 3 bytes), or its box means.
+ * 0 on success. Runs without the GIL: touches no Python object. */
 static int decode_region(Region *region) {
     struct jpeg_decompress_struct cinfo;
     ErrorTrap trap;
     /* volatile: assigned after setjmp and read after a longjmp back to it */
     unsigned char *volatile rows = NULL;
+    uint32_t *volatile sums = NULL;
     volatile int status = 0;
     set_traps(&cinfo, &trap);
     jpeg_create_decompress(&cinfo);
@@ -128,6 +162,21 @@ static int decode_region(Region *region) {
         status = 2;
         snprintf(region->message, sizeof region->message, "colour space %s has no RGB here",
                  color_space_name(cinfo.jpeg_color_space));
+        goto done;
+    }
+    if (region->box_y > 0) { /* whole boxes, from the top left corner */
+        region->top = region->left = 0;
+        region->height = cinfo.image_height / region->box_y * region->box_y;
+        region->width = cinfo.image_width / region->box_x * region->box_x;
+    }
+    size_t expected = region->box_y > 0 ? (size_t)(region->height / region->box_y) *
+                                              (region->width / region->box_x) * 3
+                                        : (size_t)region->height * region->width * 3;
+    if (region->out_len != expected) {
+        status = 2;
+        snprintf(region->message, sizeof region->message,
+                 "the output holds %zu bytes where this image needs %zu", region->out_len,
+                 expected);
         goto done;
     }
     if ((unsigned long)region->top + region->height > cinfo.image_height ||
@@ -162,6 +211,15 @@ static int decode_region(Region *region) {
         snprintf(region->message, sizeof region->message, "out of memory");
         goto done;
     }
+    JDIMENSION boxes = region->box_x > 0 ? region->width / region->box_x : 0;
+    if (region->box_y > 0) {
+        sums = calloc((size_t)region->width * 3, sizeof(uint32_t));
+        if (sums == NULL) {
+            status = 3;
+            snprintf(region->message, sizeof region->message, "out of memory");
+            goto done;
+        }
+    }
     JSAMPROW targets[ROWS_PER_READ];
     for (int i = 0; i < ROWS_PER_READ; i++) targets[i] = rows + (size_t)i * row_bytes;
     JDIMENSION y0 = region->top > margin_y ? region->top - margin_y : 0;
@@ -180,60 +238,95 @@ static int decode_region(Region *region) {
         }
         for (JDIMENSION i = 0; i < got; i++) {
             JDIMENSION y = first + i;
-            if (y >= region->top)
+            if (y < region->top) continue;
+            if (region->box_y == 0) {
                 memcpy(region->out + (size_t)(y - region->top) * out_stride,
                        targets[i] + column, out_stride);
+                continue;
+            }
+            add_row(sums, targets[i] + column, out_stride);
+            if ((y - region->top + 1) % region->box_y == 0) { /* a row of boxes is complete */
+                size_t box_row = (y - region->top) / region->box_y;
+                write_means(region->out + box_row * boxes * 3, sums, boxes, region->box_y,
+                            region->box_x);
+                memset(sums, 0, out_stride * sizeof(uint32_t));
+            }
         }
     }
     jpeg_abort_decompress(&cinfo); /* the rows below the window are never decoded */
 done:
     jpeg_destroy_decompress(&cinfo);
     free(rows);
+    free(sums);
     return status;
+}
+
+static PyObject *run_region(Py_buffer *data, Py_buffer *out, Region *region) {
+    PyObject *result = NULL;
+    if (!PyBuffer_IsContiguous(out, 'C')) {
+        PyErr_SetString(PyExc_ValueError, "the output must be a C-contiguous buffer");
+        goto release;
+    }
+    region->data = (const unsigned char *)data->buf;
+    region->size = (unsigned long)data->len;
+    region->out = (unsigned char *)out->buf;
+    region->out_len = (size_t)out->len;
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = decode_region(region);
+    Py_END_ALLOW_THREADS
+    if (status == 3) PyErr_NoMemory();
+    else if (status != 0) PyErr_Format(PyExc_ValueError, "JPEG: %s", region->message);
+    else result = Py_NewRef(Py_None);
+release:
+    PyBuffer_Release(data);
+    PyBuffer_Release(out);
+    return result;
 }
 
 /* decode_into(data, out, top, left, height, width): the window into out (writable, C order,
  * height * width * 3 bytes). Raises ValueError on a damaged file or a window outside it. */
 static PyObject *decode_into(PyObject *self, PyObject *args) {
+    (void)self;
     Py_buffer data, out;
-    unsigned int top, left, height, width;
-    if (!PyArg_ParseTuple(args, "y*w*IIII", &data, &out, &top, &left, &height, &width))
+    Region region = {0};
+    if (!PyArg_ParseTuple(args, "y*w*IIII", &data, &out, &region.top, &region.left,
+                          &region.height, &region.width))
         return NULL;
-    PyObject *result = NULL;
-    if (!PyBuffer_IsContiguous(&out, 'C') ||
-        (unsigned long long)out.len != (unsigned long long)height * width * 3) {
-        PyErr_Format(PyExc_ValueError,
-                     "decode_into: out must be a C-contiguous buffer of height*width*3 = %llu "
-                     "bytes, got %zd",
-                     (unsigned long long)height * width * 3, out.len);
-        goto release;
+    return run_region(&data, &out, &region);
+}
+
+/* box_means_into(data, out, box_y, box_x): the means of the image's whole box_y×box_x boxes
+ * into out ((height // box_y) * (width // box_x) * 3 bytes), equal to OpenCV's INTER_AREA of
+ * the decoded image cut to whole boxes; the full image is never held in memory. */
+static PyObject *box_means_into(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer data, out;
+    Region region = {0};
+    if (!PyArg_ParseTuple(args, "y*w*II", &data, &out, &region.box_y, &region.box_x))
+        return NULL;
+    if (region.box_y == 0 || region.box_x == 0) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&out);
+        PyErr_SetString(PyExc_ValueError, "box_means_into: boxes of at least 1×1 pixel");
+        return NULL;
     }
-    Region region = {(const unsigned char *)data.buf, (unsigned long)data.len,
-                     (unsigned char *)out.buf, top, left, height, width, {0}};
-    int status;
-    Py_BEGIN_ALLOW_THREADS
-    status = decode_region(&region);
-    Py_END_ALLOW_THREADS
-    if (status == 3) PyErr_NoMemory();
-    else if (status != 0) PyErr_Format(PyExc_ValueError, "JPEG: %s", region.message);
-    else result = Py_NewRef(Py_None);
-release:
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&out);
-    return result;
+    return run_region(&data, &out, &region);
 }
 
 static PyMethodDef methods[] = {
     {"header", header, METH_VARARGS, "header(data) -> (height, width, colour space name)"},
     {"decode_into", decode_into, METH_VARARGS,
      "decode_into(data, out, top, left, height, width): that window of the JPEG as RGB into out"},
+    {"box_means_into", box_means_into, METH_VARARGS,
+     "box_means_into(data, out, box_y, box_x): the means of whole box_y×box_x boxes into out"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_cjpeg",
     "One window of a JPEG decoded with libjpeg-turbo (rows above skipped, below never read).",
-    -1, methods,
+    -1, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__cjpeg(void) { return PyModule_Create(&module); }

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from stoker.datasets._images import JPEG_MAGIC, decode_bytes, read_image_file
+from stoker.transforms import _opencv
 from stoker.transforms._undecoded import Undecoded
 
 try:  # optional C module: needs libjpeg-turbo's headers when stoker is built
@@ -67,6 +68,14 @@ class UndecodedJpeg(Undecoded):
             _cjpeg.decode_into(self.data, out, top, left, height, width)
         except ValueError:  # damaged or unusual: the full decode's image, or its error
             return self.decode()[top : top + height, left : left + width]
+        return out
+
+    def box_means(self, ky: int, kx: int) -> npt.NDArray[np.uint8]:
+        out = np.empty((self._height // ky, self._width // kx, 3), np.uint8)
+        try:
+            _cjpeg.box_means_into(self.data, out, ky, kx)
+        except ValueError:  # damaged or unusual: the full decode's image, or its error
+            return _opencv.box_means(self.decode(), ky, kx)
         return out
 
     def __repr__(self) -> str:

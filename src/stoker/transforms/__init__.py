@@ -1,9 +1,9 @@
 """Image transforms with torchvision v2's names and semantics, per sample or on whole batches.
 
-Inputs are PIL images, :class:`Undecoded` image files, numpy arrays (channels-last: ``HWC``, or an ``NHWC`` batch) and torch
-tensors (channels-first: ``CHW``, or an ``NCHW`` batch). On a batch, random transforms draw their
-parameters per sample from :mod:`stoker.seeding`, so a sample gets the same crop and flip whether
-it is transformed alone or with its batch.
+Inputs are PIL images, :class:`Undecoded` image files, numpy arrays (channels-last: ``HWC``, or
+an ``NHWC`` batch) and torch tensors (channels-first: ``CHW``, or an ``NCHW`` batch). On a batch,
+random transforms draw their parameters per sample from :mod:`stoker.seeding`, so a sample gets
+the same crop and flip whether it is transformed alone or with its batch.
 """
 
 from stoker.transforms._base import Transform

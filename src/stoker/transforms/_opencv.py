@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stoker.transforms._errors import fail
+from stoker.transforms._undecoded import Undecoded
 
 BACKENDS = ("exact", "opencv")
 _INSTALL = "pip install 'stoker[opencv]' (opencv-python-headless), or use backend='exact'"
@@ -88,17 +89,55 @@ def resize(image: npt.NDArray[np.uint8], hw: tuple[int, int]) -> npt.NDArray[np.
         return image.copy()
     if min(hw) == 0:
         return np.empty((*hw, channels), np.uint8)
-    ky, kx = max(1, height // hw[0]), max(1, width // hw[1])
+    ky, kx = box_factors(height, width, hw)
     if ky == 1 and kx == 1:
         out = cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
         return out.reshape(hw[0], hw[1], channels)  # type: ignore[no-any-return]
-    # Whole boxes: OpenCV's integer-factor INTER_AREA is a cheap mean (any other factor takes
-    # its general area path, 0.9 ms, no faster than Pillow). The last size % k rows or columns
-    # drop out of the boxes, so the bilinear step maps output pixels onto the window's full
-    # extent itself (warpAffine) instead of resize's stretch of the reduced image, whose
-    # shift of up to k - 1 pixels doubled the difference at 2×.
+    return _resample_boxes(box_means(image, ky, kx), hw, height, width, ky, kx)
+
+
+def resize_undecoded(image: Undecoded, hw: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """:func:`resize` of ``image.decode()``, bit for bit, with the box step done while decoding.
+
+    The box means come from :meth:`Undecoded.box_means` (for a JPEG: summed row by row as
+    libjpeg-turbo decodes, so the full image is never written out and read back).
+    """
+    _resizer("resize")
+    ky, kx = box_factors(image.height, image.width, hw)
+    if (ky == 1 and kx == 1) or min(hw) == 0:
+        return resize(image.decode(), hw)
+    return _resample_boxes(image.box_means(ky, kx), hw, image.height, image.width, ky, kx)
+
+
+def box_factors(height: int, width: int, hw: tuple[int, int]) -> tuple[int, int]:
+    """The whole-box factors (rows, columns) of the box step from ``height``×``width`` to ``hw``."""
+    return max(1, height // max(hw[0], 1)), max(1, width // max(hw[1], 1))
+
+
+def box_means(image: npt.NDArray[np.uint8], ky: int, kx: int) -> npt.NDArray[np.uint8]:
+    """The means of ``image``'s whole ``ky``×``kx`` boxes (its last rows/columns left out).
+
+    OpenCV's integer-factor INTER_AREA is a cheap mean (any other factor takes its general
+    area path, 0.9 ms, no faster than Pillow).
+    """
+    cv2 = _resizer("resize")
+    height, width, channels = image.shape
     boxes = image[: height - height % ky, : width - width % kx]
     reduced = cv2.resize(boxes, (width // kx, height // ky), interpolation=cv2.INTER_AREA)
+    return reduced.reshape(height // ky, width // kx, channels)  # type: ignore[no-any-return]
+
+
+def _resample_boxes(
+    reduced: npt.NDArray[np.uint8], hw: tuple[int, int], height: int, width: int, ky: int, kx: int
+) -> npt.NDArray[np.uint8]:
+    """The bilinear step after the boxes, mapped onto the whole ``height``×``width`` window.
+
+    The last size % k rows or columns drop out of the boxes, so output pixels are mapped onto
+    the window's full extent (warpAffine) instead of resize's stretch of the reduced image,
+    whose shift of up to k - 1 pixels doubled the difference at 2×.
+    """
+    cv2 = _cv2
+    channels = reduced.shape[2]
     sx, sy = width / hw[1] / kx, height / hw[0] / ky  # output pixel → reduced pixels
     matrix = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
     out = cv2.warpAffine(

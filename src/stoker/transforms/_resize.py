@@ -174,7 +174,15 @@ class Resize(Transform):
         self.antialias = bool(antialias)
         self.backend = _opencv.check_backend(backend, self.interpolation, "Resize")
 
+    @property
+    def accepts_undecoded(self) -> bool:
+        """With OpenCV, an :class:`Undecoded` JPEG is box-averaged as it is decoded (same bits)."""
+        return self.backend == "opencv"
+
     def __call__(self, inpt: Any) -> Any:
+        if isinstance(inpt, Undecoded) and self.backend == "opencv":
+            hw = _output_size((inpt.height, inpt.width), self.size, self.max_size)
+            return _opencv.resize_undecoded(inpt, hw)
         if isinstance(inpt, PIL.Image.Image):  # PIL reports its size: no array needed
             width, height = inpt.size
             hw = _output_size((height, width), self.size, self.max_size)

@@ -1,4 +1,4 @@
-"""Undecoded: an image file not decoded yet, so a crop can decode only its window."""
+"""Undecoded: an image file not decoded yet, so a crop or a resize can decode less of it."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ class Undecoded(ABC):
     """An image whose size is known (from its header) and whose pixels are decoded on demand.
 
     Datasets hand one to transforms that declare ``accepts_undecoded`` (stoker's
-    :class:`~stoker.transforms.RandomResizedCrop`, or a :class:`~stoker.transforms.Compose`
-    that starts with one): the crop draws its window from :attr:`height` and :attr:`width` and
-    asks for that window alone. Every other transform sees :meth:`decode`'s full RGB array.
+    :class:`~stoker.transforms.RandomResizedCrop`, ``Resize(..., backend="opencv")``, or a
+    :class:`~stoker.transforms.Compose` that starts with one): the crop draws its window from
+    :attr:`height` and :attr:`width` and asks for that window alone; the OpenCV resize asks for
+    the box means of its first step. Every other transform sees :meth:`decode`'s RGB array.
     """
 
     __slots__ = ()
@@ -36,3 +37,8 @@ class Undecoded(ABC):
     @abstractmethod
     def window(self, top: int, left: int, height: int, width: int) -> npt.NDArray[np.uint8]:
         """``decode()[top:top + height, left:left + width]``, decoding as little as it can."""
+
+    @abstractmethod
+    def box_means(self, ky: int, kx: int) -> npt.NDArray[np.uint8]:
+        """The means of the whole ``ky``×``kx`` boxes of :meth:`decode`, as OpenCV's
+        integer-factor ``INTER_AREA`` gives them (the opt-in OpenCV resize's first step)."""
