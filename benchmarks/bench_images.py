@@ -62,6 +62,7 @@ STD = (0.229, 0.224, 0.225)
 BATCH_A, BATCH_B = 64, 256
 SMALL = (32, 32)
 _OPENCV = {p: f"pipeline {p} after decode, opencv backend" for p in "AB"}
+_TORCH = {p: f"pipeline {p} after decode, torch backend" for p in "AB"}
 
 
 # ---------------------------------------------------------------------------------- data set
@@ -111,11 +112,11 @@ def pipeline_a(lib: Any) -> Any:
     )
 
 
-def pipeline_a_opencv() -> Any:
-    """Pipeline A with stoker's opt-in OpenCV resampler (uint8 arrays only; a few levels off)."""
+def pipeline_a_backend(backend: str) -> Any:
+    """Pipeline A with one of stoker's opt-in resamplers for uint8 arrays."""
     return T.Compose(
         [
-            T.RandomResizedCrop(224, backend="opencv"),
+            T.RandomResizedCrop(224, backend=backend),
             T.RandomHorizontalFlip(),
             T.ToImage(),
             T.ToDtype(torch.float32, scale=True),
@@ -126,7 +127,13 @@ def pipeline_a_opencv() -> Any:
 
 def pipeline_opencv(pipeline: str) -> Any:
     """A or B with stoker's opt-in OpenCV resampler (uint8 arrays only; a few levels off)."""
-    return pipeline_a_opencv() if pipeline == "A" else pipeline_b(T, backend="opencv")
+    return pipeline_with(pipeline, "opencv")
+
+
+def pipeline_with(pipeline: str, backend: str) -> Any:
+    """A or B resampling arrays with ``backend``: "exact" (Pillow, the default), "opencv" (a
+    few levels off) or "torch" (torchvision's tensor kernel, within a level of its PIL path)."""
+    return pipeline_a_backend(backend) if pipeline == "A" else pipeline_b(T, backend=backend)
 
 
 def pipeline_b(lib: Any, **resize: Any) -> Any:
@@ -285,6 +292,9 @@ def pipeline_costs(paths: list[Path], pipeline: str) -> dict[str, float]:
         costs[f"{_OPENCV[pipeline]}, stoker array"] = per_sample_ms(
             pipeline_opencv(pipeline), arrays
         )
+    costs[f"{_TORCH[pipeline]}, stoker array"] = per_sample_ms(
+        pipeline_with(pipeline, "torch"), arrays
+    )
     if _jpeg_window.available():
         costs[_WINDOW_ROW] = per_sample_ms(lambda p: _decode_window(p.read_bytes()), paths)
         if pipeline == "B" and available("cv2"):
@@ -302,23 +312,36 @@ def profile_transforms(paths: list[Path]) -> tuple[list[str], dict[str, float]]:
     torch.set_num_threads(1)
     pils = [_pil(p.read_bytes()) for p in paths]
     arrays = [np.array(p) for p in pils]
-    cases: list[tuple[str, Any, Any]] = [
+    # (row, stoker's, torchvision's): the opt-in backends only change how arrays are resampled
+    transforms: list[tuple[str, Any, Any]] = [
         ("RandomResizedCrop(224)", T.RandomResizedCrop(224), v2.RandomResizedCrop(224)),
+        (
+            "RandomResizedCrop(224, backend='torch')",
+            T.RandomResizedCrop(224, backend="torch"),
+            v2.RandomResizedCrop(224),
+        ),
         ("RandomHorizontalFlip", T.RandomHorizontalFlip(), v2.RandomHorizontalFlip()),
         ("Resize((32, 32))", T.Resize(SMALL), v2.Resize(SMALL)),
-        ("pipeline A after decode", pipeline_a(T), pipeline_a(v2)),
-        ("pipeline B after decode", pipeline_b(T), pipeline_b(v2)),
+        ("Resize((32, 32), backend='torch')", T.Resize(SMALL, backend="torch"), v2.Resize(SMALL)),
     ]
-    if available("cv2"):  # the opt-in resampler: on PIL images it is the exact path
-        cases[1:1] = [
+    pipelines: list[tuple[str, Any, Any]] = []
+    backends = ["exact", "torch", *(["opencv"] if available("cv2") else [])]
+    for pipeline, theirs in (("A", pipeline_a(v2)), ("B", pipeline_b(v2))):
+        for backend in backends:
+            row = f"pipeline {pipeline} after decode" + (
+                "" if backend == "exact" else f", {backend} backend"
+            )
+            pipelines.append((row, pipeline_with(pipeline, backend), theirs))
+    if available("cv2"):
+        transforms.insert(
+            1,
             (
                 "RandomResizedCrop(224, backend='opencv')",
                 T.RandomResizedCrop(224, backend="opencv"),
                 v2.RandomResizedCrop(224),
-            )
-        ]
-        cases.insert(-1, (_OPENCV["A"], pipeline_opencv("A"), pipeline_a(v2)))
-        cases.append((_OPENCV["B"], pipeline_opencv("B"), pipeline_b(v2)))
+            ),
+        )
+    cases = transforms + pipelines
 
     decode_rows = [
         ("decode, Pillow → PIL", per_sample_ms(lambda p: _pil(p.read_bytes()), paths)),
@@ -375,6 +398,13 @@ def cpu_ceilings(costs: dict[str, float], pipeline: str) -> list[tuple[str, floa
                 f"{_OPENCV[pipeline]}, stoker array",
             )
         )
+    paths.append(
+        (
+            "stoker on arrays, torch backend",
+            costs["decode, decode_image → array"],
+            f"{_TORCH[pipeline]}, stoker array",
+        )
+    )
     if pipeline == "A" and _WINDOW_ROW in costs:  # what A's array datasets decode
         paths = [
             (label.replace("arrays", "arrays, JPEG windows"), costs[_WINDOW_ROW], key)
@@ -439,6 +469,8 @@ def systems(root: Path, name: str) -> list[tuple[str, Callable[[], Iterable[Any]
     if available("cv2"):
         fast = ImageFolder(root, transform=pipeline_opencv(name), image_type="numpy")
         stoker_systems("arrays (decode_image), opencv backend", fast)
+    kernel = ImageFolder(root, transform=pipeline_with(name, "torch"), image_type="numpy")
+    stoker_systems("arrays (decode_image), torch backend", kernel)
     if not is_a:
         reduced = ImageFolder(
             root, transform=make_pipeline(T), image_type="numpy", decode_size=SMALL
@@ -516,6 +548,7 @@ _QUICK_SKIP = frozenset(
         "stoker PIL, fresh workers",
         "stoker PIL, 2 threads",
         "stoker arrays (decode_image), opencv backend, fresh workers",
+        "stoker arrays (decode_image), torch backend, fresh workers",
         "stoker arrays, reduced-size decode, fresh workers",
     }
 )

@@ -18,7 +18,9 @@ import numpy.typing as npt
 from stoker.transforms._errors import fail
 from stoker.transforms._undecoded import Undecoded
 
-BACKENDS = ("exact", "opencv")
+BACKENDS = ("exact", "opencv", "torch")
+"""How uint8 arrays are resampled: Pillow (torchvision's PIL path, the default), OpenCV
+(opt-in, a few levels off), torch's kernel (opt-in, torchvision's tensor path)."""
 _INSTALL = "pip install 'stoker[opencv]' (opencv-python-headless), or use backend='exact'"
 
 _lock = threading.Lock()
