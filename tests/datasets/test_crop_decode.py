@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import stoker
 from stoker import transforms as T
 from stoker.datasets import ImageFolder, _jpeg_window, decode_image, testdata
-from stoker.datasets._jpeg_window import UndecodedJpeg, open_undecoded
+from stoker.datasets._jpeg_window import UndecodedJpeg, open_undecoded, takes_undecoded
 from stoker.errors import DatasetError
 
 if not _jpeg_window.available():
@@ -270,7 +270,7 @@ def test_loader_batches_equal_decoding_whole(photo_folder, backend, workers):
         pytest.importorskip("cv2")
     folder = ImageFolder(photo_folder, transform=_pipeline(backend), image_type="numpy")
     assert isinstance(open_undecoded(Path(folder.samples[0][0])), UndecodedJpeg)
-    assert folder._hands_undecoded(folder.transform)
+    assert takes_undecoded(folder.transform, folder.image_type, folder.decode_size)
     windowed = stoker.DataLoader(folder, batch_size=5, shuffle=True, seed=4, **workers)
     whole = stoker.DataLoader(_DecodedWhole(folder), batch_size=5, shuffle=True, seed=4)
     for epoch in range(2):
@@ -292,7 +292,7 @@ def test_an_opencv_resize_first_gives_the_bits_of_decoding_first(photo_folder, s
         ]
     )
     folder = ImageFolder(photo_folder, transform=pipeline, image_type="numpy")
-    assert folder._hands_undecoded(folder.transform)
+    assert takes_undecoded(folder.transform, folder.image_type, folder.decode_size)
     # one sample at a time: a single int keeps the aspect, so sizes differ between images
     boxed = stoker.DataLoader(folder, batch_size=None, num_workers=2, seed=1)
     whole = stoker.DataLoader(_DecodedWhole(folder), batch_size=None, seed=1)
@@ -302,7 +302,9 @@ def test_an_opencv_resize_first_gives_the_bits_of_decoding_first(photo_folder, s
 
 def test_an_exact_resize_is_given_the_decoded_image(photo_folder):
     folder = ImageFolder(photo_folder, transform=T.Resize((32, 32)), image_type="numpy")
-    assert not T.Resize(32).accepts_undecoded and not folder._hands_undecoded(folder.transform)
+    assert not T.Resize(32).accepts_undecoded and not takes_undecoded(
+        folder.transform, folder.image_type, folder.decode_size
+    )
 
 
 def test_a_damaged_file_under_the_resize_takes_the_full_decode(photo, tmp_path):
@@ -328,7 +330,7 @@ def test_without_the_module_images_are_decoded_whole(photo_folder, monkeypatch):
     folder = ImageFolder(photo_folder, transform=_pipeline("exact"), image_type="numpy")
     with_windows = list(stoker.DataLoader(folder, batch_size=6, seed=2))
     monkeypatch.setattr(_jpeg_window, "_cjpeg", None)
-    assert not folder._hands_undecoded(folder.transform)
+    assert not takes_undecoded(folder.transform, folder.image_type, folder.decode_size)
     assert isinstance(open_undecoded(Path(folder.samples[0][0])), np.ndarray)
     whole = list(stoker.DataLoader(folder, batch_size=6, seed=2))
     for (x, y), (x2, y2) in zip(with_windows, whole, strict=True):
@@ -341,4 +343,21 @@ def test_pil_images_and_reduced_decoding_keep_their_paths(photo_folder):
         photo_folder, transform=_pipeline("exact"), image_type="numpy", decode_size=16
     )
     plain = ImageFolder(photo_folder, transform=T.Resize((8, 8)), image_type="numpy")
-    assert not any(f._hands_undecoded(f.transform) for f in (pil, reduced, plain))
+    assert not any(
+        takes_undecoded(f.transform, f.image_type, f.decode_size) for f in (pil, reduced, plain)
+    )
+
+
+def test_voc_to_cifar_hands_the_resize_undecoded_jpegs_with_the_same_bits(tmp_path, monkeypatch):
+    pytest.importorskip("cv2")
+    from stoker.datasets import FilteredVOCtoCIFAR
+
+    testdata.write_voc2007(tmp_path, 40, seed=3)
+    pipeline = T.Compose([T.Resize((8, 8), backend="opencv"), T.ToImage()])
+    voc = FilteredVOCtoCIFAR(tmp_path, image_set="train", transform=pipeline, image_type="numpy")
+    assert len(voc) > 0 and takes_undecoded(voc.transform, voc.image_type, voc.decode_size)
+    boxed = list(stoker.DataLoader(voc, batch_size=4, num_workers=2))
+    monkeypatch.setattr(_jpeg_window, "_cjpeg", None)
+    whole = list(stoker.DataLoader(voc, batch_size=4))
+    for (x, y), (x_ref, y_ref) in zip(boxed, whole, strict=True):
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)

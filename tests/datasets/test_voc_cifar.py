@@ -218,7 +218,9 @@ def test_a_cache_never_makes_it_open_files_outside_the_split(
     # images that file lists are opened.
     cache.write_text(json.dumps({**stored, "value": _GOOD_CACHE[::-1]}))
     opened: list[Path] = []
-    monkeypatch.setattr("stoker.datasets.voc_cifar.load_image", lambda p, *_: opened.append(p) or p)
+    monkeypatch.setattr(
+        "stoker.datasets.voc_cifar.load_for", lambda _, p, *__: opened.append(p) or p
+    )
     ds = FilteredVOCtoCIFAR(tmp_path, class_mapping={"cat": "cat", "dog": "dog"})
     assert ds.cache_hit and ds.image_ids == ["000001", "000003"] and ds.targets == [5, 3]
     assert [ds[i][0] for i in range(len(ds))] == opened

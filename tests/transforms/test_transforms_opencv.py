@@ -143,7 +143,9 @@ def test_the_transform_pickles_for_spawned_workers(hwc):
 
 
 def test_backend_errors_name_the_value_and_the_fix(monkeypatch):
-    with pytest.raises(T.TransformError, match=r"`backend` in \('exact', 'opencv', 'torch'\), got 'cv2'"):
+    with pytest.raises(
+        T.TransformError, match=r"`backend` in \('exact', 'opencv', 'torch'\), got 'cv2'"
+    ):
         T.Resize(8, backend="cv2")
     with pytest.raises(T.TransformError, match=r"interpolation='bilinear'.*got 'bicubic'"):
         T.RandomResizedCrop(8, interpolation="bicubic", backend="opencv")

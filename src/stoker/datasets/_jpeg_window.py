@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from stoker.datasets._images import JPEG_MAGIC, decode_bytes, read_image_file
+from stoker.datasets._images import JPEG_MAGIC, decode_bytes, load_image, read_image_file
 from stoker.transforms import _opencv
 from stoker.transforms._undecoded import Undecoded
 
@@ -32,7 +33,7 @@ try:  # optional C module: needs libjpeg-turbo's headers when stoker is built
 except ImportError:  # pragma: no cover - depends on the build
     _cjpeg = None
 
-__all__ = ["UndecodedJpeg", "available", "open_undecoded"]
+__all__ = ["UndecodedJpeg", "available", "load_for", "open_undecoded", "takes_undecoded"]
 
 _END_MARKER = b"\xff\xd9"
 _RGB_SPACES = frozenset({"Gray", "YCbCr", "RGB"})
@@ -96,3 +97,27 @@ def open_undecoded(path: Path) -> UndecodedJpeg | npt.NDArray[np.uint8]:
     if space not in _RGB_SPACES or height * width > limit or min(height, width) == 0:
         return decode_bytes(data, name=name)
     return UndecodedJpeg(data, height, width, name)
+
+
+def takes_undecoded(transform: Any, image_type: str, decode_size: tuple[int, int] | None) -> bool:
+    """Whether a dataset of ``image_type`` arrays hands ``transform`` undecoded JPEGs.
+
+    It does when the transform says it ``accepts_undecoded`` (its first step decodes less: a
+    crop's window, the OpenCV resize's box means), the images are arrays, no reduced-size
+    decoding was asked for, and the C module is built.
+    """
+    return (
+        image_type == "numpy"
+        and decode_size is None
+        and bool(getattr(transform, "accepts_undecoded", False))
+        and _cjpeg is not None
+    )
+
+
+def load_for(
+    transform: Any, path: Path, image_type: str, decode_size: tuple[int, int] | None
+) -> Any:
+    """``path`` as ``transform`` takes it best: undecoded (:func:`takes_undecoded`) or loaded."""
+    if takes_undecoded(transform, image_type, decode_size):
+        return open_undecoded(path)
+    return load_image(path, image_type, decode_size)

@@ -9,9 +9,8 @@ from typing import Any
 
 from stoker._shared_list import SharedList
 from stoker.dataset import Dataset
-from stoker.datasets._images import check_image_type, load_image, parse_decode_size
-from stoker.datasets._jpeg_window import available as window_decoding_available
-from stoker.datasets._jpeg_window import open_undecoded
+from stoker.datasets._images import check_image_type, parse_decode_size
+from stoker.datasets._jpeg_window import load_for
 from stoker.datasets._json_cache import write_json
 from stoker.errors import DatasetError
 
@@ -116,22 +115,9 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _hands_undecoded(self, transform: Any) -> bool:
-        """Whether ``transform`` starts with a step that decodes less of an undecoded JPEG."""
-        return (
-            self.image_type == "numpy"
-            and self.decode_size is None
-            and getattr(transform, "accepts_undecoded", False)
-            and window_decoding_available()
-        )
-
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         path, label = self.samples[index]
-        image: Any
-        if self._hands_undecoded(self.transform):
-            image = open_undecoded(Path(path))  # its first step decodes what it needs
-        else:
-            image = load_image(Path(path), self.image_type, self.decode_size)
+        image = load_for(self.transform, Path(path), self.image_type, self.decode_size)
         if self.transform is not None:
             image = self.transform(image)
         target: Any = label if self.target_transform is None else self.target_transform(label)

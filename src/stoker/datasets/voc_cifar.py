@@ -11,7 +11,8 @@ from typing import Any
 from stoker import seeding
 from stoker._shared_list import SharedList
 from stoker.dataset import Dataset
-from stoker.datasets._images import check_image_type, load_image, parse_decode_size
+from stoker.datasets._images import check_image_type, parse_decode_size
+from stoker.datasets._jpeg_window import load_for
 from stoker.datasets._json_cache import files_fingerprint, read_cache, write_cache
 from stoker.datasets._voc_xml import object_names
 from stoker.datasets.voc import VOCDetection, is_voc_id
@@ -146,7 +147,7 @@ class FilteredVOCtoCIFAR(Dataset[tuple[Any, int]]):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path = self.voc.images[self.indices[index]]
-        image: Any = load_image(Path(path), self.image_type, self.decode_size)
+        image: Any = load_for(self.transform, Path(path), self.image_type, self.decode_size)
         if self.transform is not None:
             image = self.transform(image)
         return image, self.targets[index]
