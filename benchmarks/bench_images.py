@@ -48,8 +48,8 @@ from torchvision.transforms import v2
 import stoker
 from _common import _version, one_torch_thread, per_sample_ms, write_results
 from stoker import transforms as T
-from stoker.datasets import ImageFolder, _jpeg_window, decode_image, testdata
-from stoker.datasets._jpeg_window import UndecodedJpeg, open_undecoded
+from stoker.datasets import ImageFolder, _undecoded_jpeg, decode_image, testdata
+from stoker.datasets._undecoded_jpeg import UndecodedJpeg, open_undecoded
 from stoker.transforms import _opencv
 
 WORKERS = 2
@@ -228,7 +228,7 @@ def _decode_window(data: bytes) -> Any:
 
     The window is drawn for a key fixed per file (its length), so every run decodes the same.
     """
-    height, width, _ = _jpeg_window._cjpeg.header(data)
+    height, width, _ = _undecoded_jpeg._cjpeg.header(data)
     window = _CROP_WINDOWS.make_params_one(len(data), height, width)
     return UndecodedJpeg(data, height, width, "").window(*window)
 
@@ -240,7 +240,7 @@ _B_WHOLE = "pipeline B, opencv backend, from the file (box means while decoding)
 
 def _decode_box_means(data: bytes) -> Any:
     """What pipeline B's OpenCV resize gets of one file: its box means, summed as it decodes."""
-    height, width, _ = _jpeg_window._cjpeg.header(data)
+    height, width, _ = _undecoded_jpeg._cjpeg.header(data)
     ky, kx = _opencv.box_factors(height, width, SMALL)
     return UndecodedJpeg(data, height, width, "").box_means(ky, kx)
 
@@ -254,7 +254,7 @@ def ceilings(paths: list[Path]) -> dict[str, float]:
     }
     if _has_simplejpeg():
         rates["simplejpeg"] = decode_rate(paths, decode_image)
-    if _jpeg_window.available():
+    if _undecoded_jpeg.available():
         rates[_WINDOWS] = decode_rate(paths, _decode_window)
         if available("cv2"):
             rates[_BOXES] = decode_rate(paths, _decode_box_means)
@@ -295,7 +295,7 @@ def pipeline_costs(paths: list[Path], pipeline: str) -> dict[str, float]:
     costs[f"{_TORCH[pipeline]}, stoker array"] = per_sample_ms(
         pipeline_with(pipeline, "torch"), arrays
     )
-    if _jpeg_window.available():
+    if _undecoded_jpeg.available():
         costs[_WINDOW_ROW] = per_sample_ms(lambda p: _decode_window(p.read_bytes()), paths)
         if pipeline == "B" and available("cv2"):
             whole = pipeline_opencv("B")
@@ -348,7 +348,7 @@ def profile_transforms(paths: list[Path]) -> tuple[list[str], dict[str, float]]:
         ("decode, decode_image → array", per_sample_ms(lambda p: decode_image(p), paths)),
         ("decode, torchvision.io", per_sample_ms(lambda p: _torchvision_io(p.read_bytes()), paths)),
     ]
-    if _jpeg_window.available():
+    if _undecoded_jpeg.available():
         decode_rows.append(
             (_WINDOW_ROW, per_sample_ms(lambda p: _decode_window(p.read_bytes()), paths))
         )
@@ -517,7 +517,7 @@ def main() -> None:
         f"{repeats} interleaved epochs; simplejpeg {'installed' if _has_simplejpeg() else 'absent'}"
         + (
             "; pipeline A's array datasets decode only RandomResizedCrop's window (_cjpeg)"
-            if _jpeg_window.available()
+            if _undecoded_jpeg.available()
             else ""
         )
     )

@@ -19,15 +19,15 @@ from hypothesis import strategies as st
 
 import stoker
 from stoker import transforms as T
-from stoker.datasets import ImageFolder, _jpeg_window, decode_image, testdata
-from stoker.datasets._jpeg_window import UndecodedJpeg, open_undecoded, takes_undecoded
+from stoker.datasets import ImageFolder, _undecoded_jpeg, decode_image, testdata
+from stoker.datasets._undecoded_jpeg import UndecodedJpeg, open_undecoded, takes_undecoded
 from stoker.errors import DatasetError
 
-if not _jpeg_window.available():
+if not _undecoded_jpeg.available():
     if os.environ.get("CI"):
         pytest.fail("the _cjpeg module was not built; CI must build it (setup.py, libjpeg-dev)")
     pytest.skip("the optional libjpeg-turbo module is not built here", allow_module_level=True)
-cjpeg = _jpeg_window._cjpeg
+cjpeg = _undecoded_jpeg._cjpeg
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # 4:4:4, 4:2:2 and 4:2:0 (iMCUs of 8, 16 and 16 pixels), baseline and progressive.
@@ -329,7 +329,7 @@ def test_a_damaged_file_under_the_resize_takes_the_full_decode(photo, tmp_path):
 def test_without_the_module_images_are_decoded_whole(photo_folder, monkeypatch):
     folder = ImageFolder(photo_folder, transform=_pipeline("exact"), image_type="numpy")
     with_windows = list(stoker.DataLoader(folder, batch_size=6, seed=2))
-    monkeypatch.setattr(_jpeg_window, "_cjpeg", None)
+    monkeypatch.setattr(_undecoded_jpeg, "_cjpeg", None)
     assert not takes_undecoded(folder.transform, folder.image_type, folder.decode_size)
     assert isinstance(open_undecoded(Path(folder.samples[0][0])), np.ndarray)
     whole = list(stoker.DataLoader(folder, batch_size=6, seed=2))
@@ -357,7 +357,7 @@ def test_voc_to_cifar_hands_the_resize_undecoded_jpegs_with_the_same_bits(tmp_pa
     voc = FilteredVOCtoCIFAR(tmp_path, image_set="train", transform=pipeline, image_type="numpy")
     assert len(voc) > 0 and takes_undecoded(voc.transform, voc.image_type, voc.decode_size)
     boxed = list(stoker.DataLoader(voc, batch_size=4, num_workers=2))
-    monkeypatch.setattr(_jpeg_window, "_cjpeg", None)
+    monkeypatch.setattr(_undecoded_jpeg, "_cjpeg", None)
     whole = list(stoker.DataLoader(voc, batch_size=4))
     for (x, y), (x_ref, y_ref) in zip(boxed, whole, strict=True):
         assert torch.equal(x, x_ref) and torch.equal(y, y_ref)

@@ -10,8 +10,8 @@ from typing import Any
 from stoker._shared_list import SharedList
 from stoker.dataset import Dataset
 from stoker.datasets._images import check_image_type, parse_decode_size
-from stoker.datasets._jpeg_window import load_for
 from stoker.datasets._json_cache import write_json
+from stoker.datasets._undecoded_jpeg import load_for
 from stoker.errors import DatasetError
 
 __all__ = ["IMG_EXTENSIONS", "MAPPING_FILE", "ImageFolder"]

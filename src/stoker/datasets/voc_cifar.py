@@ -12,8 +12,8 @@ from stoker import seeding
 from stoker._shared_list import SharedList
 from stoker.dataset import Dataset
 from stoker.datasets._images import check_image_type, parse_decode_size
-from stoker.datasets._jpeg_window import load_for
 from stoker.datasets._json_cache import files_fingerprint, read_cache, write_cache
+from stoker.datasets._undecoded_jpeg import load_for
 from stoker.datasets._voc_xml import object_names
 from stoker.datasets.voc import VOCDetection, is_voc_id
 

@@ -1,4 +1,4 @@
-"""JPEG files handed to a crop undecoded, so that only the crop's window is decoded.
+"""JPEG files handed to a transform undecoded, so that it decodes only what it needs.
 
 A ``RandomResizedCrop`` keeps on average about half of a photo, but a full decode reconstructs
 every pixel. With the optional C module ``_cjpeg`` (libjpeg-turbo: rows above the window are
@@ -12,6 +12,10 @@ pixel for pixel; anything unusual takes the full decode, with its results and it
 - a file that does not end with the JPEG end marker: truncated, or with trailing bytes, whose
   damage a window above it would not see;
 - any error or warning of libjpeg while decoding the window.
+
+``Resize(..., backend="opencv")`` asks for its box step instead (:meth:`UndecodedJpeg.box_means`):
+the means of whole k×k boxes, summed row by row as libjpeg-turbo decodes, bit for bit OpenCV's
+``INTER_AREA`` of the decoded image, with the same fallbacks.
 """
 
 from __future__ import annotations
