@@ -116,6 +116,13 @@ def test_pil_images_tensors_and_float_arrays_keep_the_exact_path(pil_rgb):
                 assert_same(fast(image), expected)
 
 
+def test_a_read_only_array_is_resampled_without_a_warning(photos):
+    image = photos[0].copy()
+    image.flags.writeable = False  # as np.asarray(pil_image) is
+    expected = T.Resize((16, 16), backend="torch")(photos[0])
+    assert_same(T.Resize((16, 16), backend="torch")(image), expected)  # warnings are errors here
+
+
 def test_repr_and_pickle(hwc):
     rrc = pickle.loads(pickle.dumps(T.RandomResizedCrop(8, backend="torch")))
     assert rrc.backend == "torch" and "backend='torch'" in repr(rrc)

@@ -150,7 +150,10 @@ def resize_with_torch(
     takes its native uint8 kernel (AVX2) and returns channels-last: the NHWC result is a view.
     Returns a 1×h×w×C array.
     """
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    source = np.ascontiguousarray(image)
+    if not source.flags.writeable:  # np.asarray(pil_image): from_numpy would warn on it
+        source = source.copy()
+    tensor = torch.from_numpy(source).permute(2, 0, 1)[None]
     return resize_tensor(tensor, hw, mode, antialias).permute(0, 2, 3, 1).numpy()
 
 
