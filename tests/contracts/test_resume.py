@@ -38,10 +38,20 @@ def _same(got: list[Any], expected: list[Any]) -> None:
 
 
 def _interrupted(
-    make: Callable[[], Any], epoch: int, stop_after: int, epochs_after: int = 2
+    make: Callable[[], Any],
+    epoch: int,
+    stop_after: int,
+    epochs_after: int = 2,
+    reference: Callable[[], Any] | None = None,
 ) -> tuple[list[Any], list[Any]]:
-    """(uninterrupted run, run saved at ``stop_after`` batches of ``epoch`` and resumed)."""
-    reference = make()
+    """(uninterrupted run, run saved at ``stop_after`` batches of ``epoch`` and resumed).
+
+    The uninterrupted run is ``reference()``'s where given: the in-process loader, whose
+    batches every mode must equal for a map-style dataset (a stream's interleave its
+    workers' shards, so its reference is ``make()``). A fresh-workers reference started its
+    workers once an epoch: 4 of the 9 worker starts of a case.
+    """
+    reference = (reference or make)()
     expected = [batch for _ in range(epoch + 1 + epochs_after) for batch in reference]
     original = make()
     head = [batch for _ in range(epoch) for batch in original]
@@ -61,12 +71,14 @@ def _interrupted(
 @pytest.mark.parametrize("mode", ["in-process", "fresh"])
 @pytest.mark.parametrize("stop_after", [3, 4, 6])
 def test_a_batch_skipped_whole_counts_as_consumed(mode: str, stop_after: int) -> None:
-    def make() -> Any:
+    def make(mode: str = mode) -> Any:
         return stoker.DataLoader(
             PerSample(20, fail_at=3), batch_size=1, on_error="skip", max_errors=1, **MODES[mode]
         )
 
-    expected, got = _interrupted(make, epoch=0, stop_after=stop_after, epochs_after=0)
+    expected, got = _interrupted(
+        make, epoch=0, stop_after=stop_after, epochs_after=0, reference=lambda: make("in-process")
+    )
     _same(got, expected)
     indices = [int(batch[0]) for batch in got]
     assert indices == [i for i in range(20) if i != 3]
@@ -125,10 +137,10 @@ STATELESS: dict[str, Callable[[int], dict[str, Any]]] = {
 def test_a_sampler_without_state_is_replayed_exactly(
     mode: str, sampler: str, epoch: int, stop_after: int
 ) -> None:
-    def make() -> Any:
+    def make(mode: str = mode) -> Any:
         return stoker.DataLoader(Augmenting(23), seed=4, **STATELESS[sampler](23), **MODES[mode])
 
-    expected, got = _interrupted(make, epoch, stop_after)
+    expected, got = _interrupted(make, epoch, stop_after, reference=lambda: make("in-process"))
     _same(got, expected)
 
 
@@ -215,13 +227,15 @@ def test_an_out_of_order_state_at_an_epoch_end_resumes() -> None:
 def test_generator_seeded_epochs_after_the_resumed_one_match(
     mode: str, shuffle: bool, epoch: int, stop_after: int
 ) -> None:
-    def make() -> Any:
+    def make(mode: str = mode) -> Any:
         generator = torch.Generator().manual_seed(5)
         return stoker.DataLoader(
             Augmenting(40), batch_size=4, shuffle=shuffle, generator=generator, **MODES[mode]
         )
 
-    expected, got = _interrupted(make, epoch, stop_after, epochs_after=3)
+    expected, got = _interrupted(
+        make, epoch, stop_after, epochs_after=3, reference=lambda: make("in-process")
+    )
     _same(got, expected)
 
 
@@ -270,7 +284,7 @@ def test_a_stream_state_at_an_epoch_end_resumes_under_any_num_workers(
 @pytest.mark.parametrize("mode", MAP_MODES)
 @pytest.mark.parametrize("how", ["seed", "generator", "torch-sampler"])
 def test_a_state_at_an_epoch_end_goes_on_with_the_next_epoch(mode: str, how: str) -> None:
-    def make() -> Any:
+    def make(mode: str = mode) -> Any:
         options: dict[str, Any] = {"seed": 2, "shuffle": True}
         if how == "generator":
             options = {"generator": torch.Generator().manual_seed(2), "shuffle": True}
@@ -278,10 +292,12 @@ def test_a_state_at_an_epoch_end_goes_on_with_the_next_epoch(mode: str, how: str
             options = {"seed": 2, "sampler": _torch_random(30)}
         return stoker.DataLoader(Augmenting(30), batch_size=4, **options, **MODES[mode])
 
-    expected, got = _interrupted(make, epoch=1, stop_after=0, epochs_after=2)
-    _same(got, expected)  # a state taken right after iter(), before any batch
-    reference = make()
+    reference = make("in-process")
     epochs = [list(reference) for _ in range(4)]
+    expected, got = _interrupted(
+        make, epoch=1, stop_after=0, epochs_after=2, reference=lambda: make("in-process")
+    )
+    _same(got, expected)  # a state taken right after iter(), before any batch
     original = make()
     list(original), list(original)
     state = _json(original.state_dict())

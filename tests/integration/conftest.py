@@ -59,8 +59,19 @@ def live_children() -> list[psutil.Process]:
 
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
-    """After each test: no worker processes left, no stoker shared-memory names left."""
-    yield
-    gc.collect()
+    """After each test: no worker processes left, no stoker shared-memory names left.
+
+    The heap as it stands before the test (torch, Lightning, every collected module: ~400k
+    objects) is frozen, so the ``gc.collect()`` that finalizes the test's unreachable loaders
+    walks only what the test allocated. A full collection cost 0.3-0.7 s a test on 2 cores:
+    79 of the 170 s the contract tests took. A loader the test made is allocated after the
+    freeze and is collected as before; the heap is thawed again after the check.
+    """
+    gc.freeze()
+    try:
+        yield
+        gc.collect()
+    finally:
+        gc.unfreeze()
     assert wait_until(lambda: not live_children()), f"orphan workers: {live_children()}"
     assert not stoker_segments(), f"leaked /dev/shm segments: {stoker_segments()}"

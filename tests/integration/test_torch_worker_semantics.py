@@ -52,6 +52,11 @@ def _seeds_by_worker(loader: Any) -> dict[int, int]:
 @pytest.mark.parametrize("persistent", [False, True])
 def test_forkserver_workers_load_every_batch(persistent: bool) -> None:
     """A forkserver worker is the fork server's child, not the loader's; it must still work."""
+    # The server imports what the workers unpickle once, as a user's script (its __main__,
+    # preloaded by default) does: each worker otherwise imported torch afresh, 2-3 s apiece.
+    # (A server an earlier test started keeps its preload.) The SIGKILL test below runs the
+    # default preload.
+    multiprocessing.set_forkserver_preload(["torch", "stoker", "tests.helpers"])
     loader = DataLoader(
         TensorDataset(n=12),
         batch_size=4,
