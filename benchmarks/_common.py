@@ -177,7 +177,7 @@ def _version(module: str) -> str:
 
 def _c_modules() -> str:
     built = []
-    for name in ("stoker.transforms._cfused", "stoker._cmix"):
+    for name in ("stoker.transforms._cfused", "stoker._cmix", "stoker.datasets._cjpeg"):
         try:
             __import__(name)
             built.append(name.rsplit(".", 1)[1])

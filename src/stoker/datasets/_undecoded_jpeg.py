@@ -3,8 +3,8 @@
 A ``RandomResizedCrop`` keeps on average about half of a photo, but a full decode reconstructs
 every pixel. With the optional C module ``_cjpeg`` (libjpeg-turbo: rows above the window are
 only entropy-decoded, columns beside it and rows below it not reconstructed at all) the
-window of a 375×500 photo costs 1.06-1.25 ms instead of 1.31-1.54 ms for simplejpeg's full
-decode (one thread, ``benchmarks/bench_images.py``). The pixels are the full decode's, tested
+window of a 375×500 photo costs 1.19 ms instead of 1.46 ms for simplejpeg's full decode (one
+thread, ``benchmarks/results/jpeg.md``). The pixels are the full decode's, tested
 pixel for pixel; anything unusual takes the full decode, with its results and its errors:
 
 - no ``_cjpeg`` (built only where libjpeg-turbo's headers were found), not a JPEG, a colour
