@@ -116,19 +116,6 @@ def test_resize_keeps_the_exact_backends_shapes(rng, shape, size):
         assert_same(ours, image)
 
 
-def test_pil_images_and_tensors_keep_the_exact_path(pil_rgb):
-    tensor = torch.from_numpy(np.array(pil_rgb)).permute(2, 0, 1)
-    for exact, fast in [
-        (T.Resize(16), T.Resize(16, backend="opencv")),
-        (T.RandomResizedCrop(12), T.RandomResizedCrop(12, backend="opencv")),
-    ]:
-        for image in (pil_rgb, tensor, np.array(pil_rgb, np.float32)):
-            with seeding.sample_context(0, 0, [3]):
-                expected = exact(image)
-            with seeding.sample_context(0, 0, [3]):
-                assert_same(fast(image), expected)
-
-
 def test_opencv_runs_on_one_thread_after_the_first_resize(hwc):
     T.Resize(16, backend="opencv")(hwc)
     assert cv2.getNumThreads() == 1

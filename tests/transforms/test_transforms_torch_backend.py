@@ -103,11 +103,15 @@ def test_every_array_shape_and_batches_keep_the_exact_backends_shapes(rng, shape
         assert_same(ours, theirs if image.ndim != 2 else theirs[:, :, 0])
 
 
-def test_pil_images_tensors_and_float_arrays_keep_the_exact_path(pil_rgb):
+@pytest.mark.parametrize("backend", ["torch", "opencv"])
+def test_pil_images_tensors_and_float_arrays_keep_the_exact_path(pil_rgb, backend):
+    """Both opt-in backends resample uint8 arrays only; everything else takes the exact path."""
+    if backend == "opencv":
+        pytest.importorskip("cv2")
     tensor = as_tensor(np.array(pil_rgb))
     for exact, fast in [
-        (T.Resize(16), T.Resize(16, backend="torch")),
-        (T.RandomResizedCrop(12), T.RandomResizedCrop(12, backend="torch")),
+        (T.Resize(16), T.Resize(16, backend=backend)),
+        (T.RandomResizedCrop(12), T.RandomResizedCrop(12, backend=backend)),
     ]:
         for image in (pil_rgb, tensor, np.array(pil_rgb, np.float32)):
             with seeding.sample_context(0, 0, [3]):
