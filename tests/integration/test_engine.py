@@ -281,6 +281,9 @@ def test_sigint_during_iteration_raises_keyboard_interrupt_and_cleans_up() -> No
     loader = DataLoader(_SlowDataset(), batch_size=2, num_workers=2)
     iterator = iter(loader)
     next(iterator)
+    # Python's own Ctrl-C handler, whatever started this process: a shell's background job
+    # (`pytest ... &`) starts with SIGINT ignored, and Python then keeps it ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -288,6 +291,7 @@ def test_sigint_during_iteration_raises_keyboard_interrupt_and_cleans_up() -> No
             list(iterator)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     del iterator
     gc.collect()
     assert wait_until(lambda: not live_children(), 5.0)
